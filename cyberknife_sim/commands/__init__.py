@@ -1,0 +1,1 @@
+"""Sub-commands of ``cksim``: one module each, with ``register(subparsers)``."""

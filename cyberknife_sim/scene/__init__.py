@@ -1,0 +1,62 @@
+"""Scene model: typed, frozen, validated settings loaded from a YAML file.
+
+Every key is documented in ``scenes/README.md`` (generated from these models by
+``scripts/gen_scene_docs.py``).
+"""
+
+from ._base import Section, Vec3
+from ._load import Scene, load_scene, scene_from_dict
+from ._motion import (
+    BreathingSettings,
+    CoughSettings,
+    MotionSettings,
+    ShiftEvent,
+    SpineMotionSettings,
+    TraceSettings,
+)
+from ._patient import PatientSettings
+from ._plan import PlanSettings
+from ._room import (
+    CouchSettings,
+    ImagingSettings,
+    RobotSettings,
+    RoomSettings,
+    ViewSettings,
+    XraySettings,
+)
+from ._simulation import SimulationSettings
+from ._tracking import (
+    CorrelationSettings,
+    InterlockSettings,
+    MarkerSettings,
+    PredictorSettings,
+    TrackingSettings,
+)
+
+__all__ = [
+    "BreathingSettings",
+    "CorrelationSettings",
+    "CouchSettings",
+    "CoughSettings",
+    "ImagingSettings",
+    "InterlockSettings",
+    "MarkerSettings",
+    "MotionSettings",
+    "PatientSettings",
+    "PlanSettings",
+    "PredictorSettings",
+    "RobotSettings",
+    "RoomSettings",
+    "Scene",
+    "Section",
+    "ShiftEvent",
+    "SimulationSettings",
+    "SpineMotionSettings",
+    "TraceSettings",
+    "TrackingSettings",
+    "Vec3",
+    "ViewSettings",
+    "XraySettings",
+    "load_scene",
+    "scene_from_dict",
+]

@@ -1,0 +1,91 @@
+"""Motion section: the truth that moves the patient (breathing, spine drift, shifts, traces)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from ._base import Section, Vec3, resolve_scene_path
+
+__all__ = ["BreathingSettings", "CoughSettings", "MotionSettings", "ShiftEvent",
+           "SpineMotionSettings", "TraceSettings"]
+
+
+class BreathingSettings(Section):
+    """Lujan breathing model z0 - b cos^2n(pi t / tau - phi) along a direction."""
+
+    enabled: bool = Field(True, description="breathing on or off")
+    period_s: float = Field(4.0, ge=1.0, le=20.0, description="mean breathing period (s)")
+    amplitude_mm: float = Field(10.0, ge=0.0, le=50.0,
+                                description="peak-to-peak external (chest) amplitude (mm)")
+    shape_n: int = Field(2, ge=1, le=6, description="Lujan exponent n (asymmetry)")
+    direction: Vec3 = Field((0.0, -0.3, 1.0),
+                            description="direction of internal target motion (room, unit-less)")
+    target_amplitude_mm: float = Field(
+        2.0, ge=0.0, le=50.0,
+        description="peak-to-peak internal target motion along `direction` (mm)")
+    period_cv: float = Field(0.2, ge=0.0, le=1.0, description="breath-to-breath period CV")
+    amplitude_cv: float = Field(0.3, ge=0.0, le=1.0,
+                                description="breath-to-breath amplitude CV")
+    baseline_drift_mm_per_min: float = Field(0.0, ge=-10.0, le=10.0,
+                                             description="external baseline drift (mm/min)")
+    hysteresis_deg: float = Field(0.0, ge=-90.0, le=90.0,
+                                  description="phase lead of internal over external (deg)")
+
+
+class CoughSettings(Section):
+    """Occasional deep breaths or coughs."""
+
+    rate_per_min: float = Field(0.0, ge=0.0, le=10.0, description="mean events per minute")
+    amplitude_mm: float = Field(8.0, ge=0.0, le=50.0, description="extra target excursion (mm)")
+    duration_s: float = Field(1.0, gt=0.0, le=10.0, description="event duration (s)")
+
+
+class ShiftEvent(Section):
+    """A sudden rigid shift of the spine at a given time."""
+
+    time_s: float = Field(ge=0.0, description="time of the shift (s)")
+    translation_mm: Vec3 = Field((0.0, 0.0, 0.0), description="translation (room, mm)")
+    rotation_deg: Vec3 = Field((0.0, 0.0, 0.0), description="rotation rx, ry, rz (deg)")
+
+
+class SpineMotionSettings(Section):
+    """Slow patient motion of the spine (rigid, about the room origin)."""
+
+    drift_mm_per_min: Vec3 = Field((0.1, 0.05, 0.15),
+                                   description="linear translation drift (room, mm/min)")
+    drift_deg_per_min: Vec3 = Field((0.0, 0.0, 0.02),
+                                    description="linear rotation drift rx, ry, rz (deg/min)")
+    setup_error_mm: Vec3 = Field((0.0, 0.0, 0.0),
+                                 description="residual set-up translation at t = 0 (mm)")
+    setup_error_deg: Vec3 = Field((0.0, 0.0, 0.0),
+                                  description="residual set-up rotation at t = 0 (deg)")
+    shifts: tuple[ShiftEvent, ...] = Field((), description="sudden shifts")
+
+
+class TraceSettings(Section):
+    """A recorded motion trace that replaces the breathing model of the target."""
+
+    file: Path | None = Field(None, description="text/CSV trace; relative to the scene file")
+    time_column: int = Field(0, ge=0, description="column holding time")
+    columns: tuple[int, ...] = Field((1, 2, 3), min_length=1, max_length=6,
+                                     description="columns of the motion (x y z [rx ry rz])")
+    time_unit_s: float = Field(1.0, gt=0.0,
+                               description="seconds per time unit in the file (0.1 for ds)")
+    kind: Literal["target", "external"] = Field("target",
+                                                description="what the trace measures")
+
+    _resolve_file = field_validator("file")(resolve_scene_path)
+
+
+class MotionSettings(Section):
+    """All motion truth."""
+
+    breathing: BreathingSettings = Field(default_factory=BreathingSettings,
+                                         description="breathing")
+    cough: CoughSettings = Field(default_factory=CoughSettings, description="coughs")
+    spine: SpineMotionSettings = Field(default_factory=SpineMotionSettings,
+                                       description="spine drift and shifts")
+    trace: TraceSettings = Field(default_factory=TraceSettings, description="recorded trace")
