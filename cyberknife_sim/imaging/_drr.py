@@ -1,0 +1,211 @@
+"""Fast DRRs: perspective shear-warp of CT slabs with OpenCV.
+
+Scheme (per view and pose), all in voxel-index space of the CT, where the volume is a unit
+grid and the X-ray source is a point ``S``:
+
+1. Pick the slab axis ``a`` (i, j or k) along which the central ray advances most per voxel
+   (Joseph's criterion), so every ray crosses each slab ``a = c`` once and moves at most
+   about one voxel sideways between slabs.
+2. Every ray meets every slab plane; the intersection with plane ``c`` is the intersection
+   with a fixed intermediate plane ``a = c0`` scaled about the source's foot point by
+   ``r_c = (c - S_a) / (c0 - S_a)``. So the sum over slabs of the bilinearly sampled
+   slab ``μ_c`` is an *intermediate image* on plane ``c0`` accumulated with one
+   scale-and-shift ``cv2.warpAffine`` per slab.
+3. All slab crossings of one ray are equally long: the path length per slab is
+   ``|A e| / |e_a|`` (``A`` = room mm per voxel index, ``e`` = ray direction in index
+   space), a smooth weight map multiplied into the intermediate image.
+4. One ``cv2.warpPerspective`` (the homography detector pixel → intermediate plane) takes the
+   weighted intermediate image to the detector.
+
+The result is Joseph's line integral (bilinear in the slab, rectangle rule across slabs),
+which agrees with a fine trilinear ray march to well under 1 % (see the tests). What does
+not depend on the pose (μ, slab stacks per axis, an optional region-of-interest crop) is
+computed once in the constructor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..anatomy import Volume
+from ..errors import InputError
+from ..geometry import check_transform
+from ._geometry import ViewGeometry
+
+__all__ = ["DrrRenderer"]
+
+# (u, v) index axes of a slab for slab axis a; u → image x (col), v → image y (row).
+_INPLANE = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
+# transposition of mu[k, j, i] to (n_a, n_v, n_u)
+_TRANSPOSE = {0: (2, 0, 1), 1: (1, 0, 2), 2: (0, 1, 2)}
+_WARP_FLAGS = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+
+
+class DrrRenderer:
+    """Digitally reconstructed radiographs of one CT for a fixed set of views.
+
+    Parameters
+    ----------
+    volume : Volume
+        The CT (HU, ``[k, j, i]``, ``ct_from_ijk`` in mm).
+    views : ViewGeometry or sequence of ViewGeometry
+        Detector geometries (room frame).
+    mu_water_per_mm : float
+        Attenuation of water at the effective energy (1/mm); μ = μw·max(0, 1 + HU/1000).
+    roi_center_ct : array-like, shape (3,), optional
+        Render only a box of the CT around this point (CT mm), e.g. the target's vertebra.
+    roi_half_size_mm : float or array-like, shape (3,), optional
+        Half size of that box along the volume's i, j, k axes (mm). Required with
+        ``roi_center_ct``.
+    oversampling : float
+        Intermediate-image samples per voxel in-plane (default 2); higher is more accurate
+        near sharp edges and slower.
+    """
+
+    def __init__(self, volume: Volume, views: ViewGeometry | Sequence[ViewGeometry], *,
+                 mu_water_per_mm: float, roi_center_ct: ArrayLike | None = None,
+                 roi_half_size_mm: float | ArrayLike | None = None,
+                 oversampling: float = 2.0) -> None:
+        if isinstance(views, ViewGeometry):
+            views = (views,)
+        self.views: tuple[ViewGeometry, ...] = tuple(views)
+        if not self.views or not all(isinstance(v, ViewGeometry) for v in self.views):
+            raise ValueError("views: expected one or more ViewGeometry objects")
+        if not (np.isfinite(mu_water_per_mm) and mu_water_per_mm > 0):
+            raise ValueError(f"mu_water_per_mm must be > 0 (got {mu_water_per_mm})")
+        if not (np.isfinite(oversampling) and 0.25 <= oversampling <= 8):
+            raise ValueError(f"oversampling must be within [0.25, 8] (got {oversampling})")
+        if (roi_center_ct is None) != (roi_half_size_mm is None):
+            raise ValueError("give both roi_center_ct and roi_half_size_mm, or neither")
+        if roi_center_ct is not None:
+            center = np.asarray(roi_center_ct, dtype=np.float64)
+            half = np.broadcast_to(np.asarray(roi_half_size_mm, dtype=np.float64), (3,))
+            if center.shape != (3,) or np.any(half <= 0):
+                raise ValueError("roi_center_ct must have shape (3,) and roi_half_size_mm be > 0")
+            if not volume.contains_ct(center)[0]:
+                raise InputError(f"ROI center {center.tolist()} (CT mm) lies outside the CT "
+                                 f"{volume.name!r}")
+            volume = volume.crop_around(center, half)
+        self.volume = volume
+        self.mu_water_per_mm = float(mu_water_per_mm)
+        self.oversampling = float(oversampling)
+        self._mu = volume.mu_per_mm(self.mu_water_per_mm)
+        self._slabs: dict[int, NDArray[np.float32]] = {}
+
+    # --- public -------------------------------------------------------------------------
+    def render(self, room_from_ct: ArrayLike) -> tuple[NDArray[np.float32], ...]:
+        """Line integrals ∫μ dl for every view, in view order.
+
+        Parameters
+        ----------
+        room_from_ct : array-like, shape (4, 4)
+            Pose of the CT in the room (rigid, mm).
+
+        Returns
+        -------
+        tuple of ndarray, each shape ``view.shape`` (rows, cols), float32
+            Dimensionless line integrals from the source to each pixel center.
+        """
+        m = check_transform(room_from_ct, name="room_from_ct")
+        return tuple(self._render(m, v) for v in self.views)
+
+    def render_view(self, room_from_ct: ArrayLike, index: int) -> NDArray[np.float32]:
+        """Line integrals of one view (``self.views[index]``); see :meth:`render`."""
+        if not -len(self.views) <= index < len(self.views):
+            raise IndexError(f"view index {index} out of range for {len(self.views)} views")
+        return self._render(check_transform(room_from_ct, name="room_from_ct"),
+                            self.views[index])
+
+    # --- internals ----------------------------------------------------------------------
+    def _slab_stack(self, axis: int) -> NDArray[np.float32]:
+        """μ as contiguous slabs ``(n_a, n_v, n_u)`` for slab axis ``axis`` (cached)."""
+        if axis not in self._slabs:
+            self._slabs[axis] = np.ascontiguousarray(self._mu.transpose(_TRANSPOSE[axis]))
+        return self._slabs[axis]
+
+    def _render(self, room_from_ct: NDArray[np.float64], view: ViewGeometry) -> NDArray:
+        room_from_ijk = room_from_ct @ self.volume.ct_from_ijk
+        ijk_from_room = np.linalg.inv(room_from_ijk)
+        lin, off = ijk_from_room[:3, :3], ijk_from_room[:3, 3]
+        src = lin @ view.source_room + off
+        # D @ (col, row, 1) = (pixel center - source) in index space
+        d = lin @ view.pixel_to_room_matrix
+        d[:, 2] += off - src
+        central = d @ np.array([*view.center_pixel, 1.0])
+        a = int(np.argmax(np.abs(central)))
+        u_ax, v_ax = _INPLANE[a]
+        slabs = self._slab_stack(a)
+        n_a, n_v, n_u = slabs.shape
+        s_a, s_u, s_v = src[a], src[u_ax], src[v_ax]
+        if -1.0 <= s_a <= n_a:
+            raise InputError(f"view {view.name}: the X-ray source lies inside the CT volume "
+                             f"{self.volume.name!r}")
+        c0 = (n_a - 1) / 2.0
+        depth0 = c0 - s_a
+        ratios = (np.arange(n_a) - s_a) / depth0  # > 0: source outside the slab range
+
+        # intermediate grid on plane c0: footprint of the volume (zero-padded by one voxel)
+        lo, hi = self._footprint(ratios, s_u, s_v, n_u, n_v)
+        lo, hi = self._clip_to_detector(lo, hi, d, view, a, u_ax, v_ax, s_a, s_u, s_v, c0)
+        if np.any(hi <= lo):
+            return np.zeros(view.shape, dtype=np.float32)
+        step = 1.0 / self.oversampling
+        width, height = (np.ceil((hi - lo) / step).astype(int) + 1).tolist()
+
+        acc = np.zeros((height, width), dtype=np.float32)
+        tmp = np.empty_like(acc)
+        for c in range(n_a):
+            r = ratios[c]
+            m = np.array([[step * r, 0.0, s_u * (1.0 - r) + lo[0] * r],
+                          [0.0, step * r, s_v * (1.0 - r) + lo[1] * r]])
+            cv2.warpAffine(slabs[c], m, (width, height), dst=tmp, flags=_WARP_FLAGS,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+            cv2.accumulate(tmp, acc)
+
+        # path length (mm) per slab along the ray through each intermediate grid point
+        a_mat = room_from_ijk[:3, :3]
+        base = a_mat[:, a] * depth0 + a_mat[:, u_ax] * (lo[0] - s_u) + a_mat[:, v_ax] * (
+            lo[1] - s_v)
+        gx = np.arange(width, dtype=np.float64) * step
+        gy = np.arange(height, dtype=np.float64) * step
+        vec = (base[:, None, None] + a_mat[:, u_ax, None, None] * gx[None, None, :]
+               + a_mat[:, v_ax, None, None] * gy[None, :, None])
+        weight = (np.sqrt(np.einsum("kyx,kyx->yx", vec, vec)) / abs(depth0)).astype(np.float32)
+        acc *= weight
+
+        # homography: detector pixel (col, row, 1) -> intermediate grid (gx, gy, 1)
+        h_plane = np.vstack([s_u * d[a] + depth0 * d[u_ax], s_v * d[a] + depth0 * d[v_ax], d[a]])
+        to_grid = np.array([[1 / step, 0, -lo[0] / step], [0, 1 / step, -lo[1] / step], [0, 0, 1]])
+        rows, cols = view.shape
+        return cv2.warpPerspective(acc, to_grid @ h_plane, (cols, rows), flags=_WARP_FLAGS,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+    @staticmethod
+    def _footprint(ratios: NDArray, s_u: float, s_v: float, n_u: int,
+                   n_v: int) -> tuple[NDArray, NDArray]:
+        """Bounding box (u, v) on plane c0 of every slab's support [-1, n] projected from S."""
+        r = ratios[[0, -1]]
+        us = s_u + (np.array([-1.0, n_u])[:, None] - s_u) / r[None, :]
+        vs = s_v + (np.array([-1.0, n_v])[:, None] - s_v) / r[None, :]
+        return np.array([us.min(), vs.min()]), np.array([us.max(), vs.max()])
+
+    @staticmethod
+    def _clip_to_detector(lo: NDArray, hi: NDArray, d: NDArray, view: ViewGeometry, a: int,
+                          u_ax: int, v_ax: int, s_a: float, s_u: float, s_v: float,
+                          c0: float) -> tuple[NDArray, NDArray]:
+        """Intersect the box with the detector's footprint on plane c0 (if well defined)."""
+        rows, cols = view.shape
+        corners = np.array([[-1, -1, 1], [cols, -1, 1], [-1, rows, 1], [cols, rows, 1]], float)
+        e = corners @ d.T
+        if np.any(e[:, a] * (c0 - s_a) <= 0):
+            return lo, hi  # a corner ray never reaches the plane: keep the volume box
+        t = (c0 - s_a) / e[:, a]
+        u = s_u + t * e[:, u_ax]
+        v = s_v + t * e[:, v_ax]
+        det_lo = np.array([u.min(), v.min()]) - 1.0
+        det_hi = np.array([u.max(), v.max()]) + 1.0
+        return np.maximum(lo, det_lo), np.minimum(hi, det_hi)
