@@ -21,8 +21,9 @@ class BreathingSettings(Section):
     amplitude_mm: float = Field(10.0, ge=0.0, le=50.0,
                                 description="peak-to-peak external (chest) amplitude (mm)")
     shape_n: int = Field(2, ge=1, le=6, description="Lujan exponent n (asymmetry)")
-    direction: Vec3 = Field((0.0, -0.3, 1.0),
-                            description="direction of internal target motion (room, unit-less)")
+    direction: Vec3 = Field((0.0, -0.3, -1.0),
+                            description="direction of internal target motion from exhale to "
+                            "inhale (room; normalized; default anterior-inferior)")
     target_amplitude_mm: float = Field(
         2.0, ge=0.0, le=50.0,
         description="peak-to-peak internal target motion along `direction` (mm)")
@@ -89,3 +90,6 @@ class MotionSettings(Section):
     spine: SpineMotionSettings = Field(default_factory=SpineMotionSettings,
                                        description="spine drift and shifts")
     trace: TraceSettings = Field(default_factory=TraceSettings, description="recorded trace")
+    target_moves_with_spine: bool = Field(
+        True, description="the target follows the rigid spine motion (drift, shifts) as well "
+        "as breathing; false: breathing only")

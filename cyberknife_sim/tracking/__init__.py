@@ -1,1 +1,39 @@
-"""tracking subpackage."""
+"""Tracking models: correlation (external -> internal) and latency prediction."""
+
+from ._correlation import (
+    CorrelationModel,
+    CorrelationStatus,
+    DualCorrelation,
+    PolynomialCorrelation,
+    RollingCorrelation,
+    make_correlation_model,
+)
+from ._predictors import (
+    KalmanPredictor,
+    LinearPredictor,
+    NLMSPredictor,
+    NoPredictor,
+    Predictor,
+    RLSPredictor,
+    horizon_steps,
+    make_predictor,
+    relative_rms,
+)
+
+__all__ = [
+    "CorrelationModel",
+    "CorrelationStatus",
+    "DualCorrelation",
+    "KalmanPredictor",
+    "LinearPredictor",
+    "NLMSPredictor",
+    "NoPredictor",
+    "PolynomialCorrelation",
+    "Predictor",
+    "RLSPredictor",
+    "RollingCorrelation",
+    "horizon_steps",
+    "make_correlation_model",
+    "make_predictor",
+    "relative_rms",
+]

@@ -1,0 +1,289 @@
+"""Correlation models: external marker signal -> internal target position.
+
+Models are polynomials in the external signal fitted by least squares to X-ray-derived
+points (external value at the X-ray time, target position from the images):
+
+* ``linear``:    ``p = a + b e``
+* ``quadratic``: ``p = a + b e + c e^2``
+* ``dual``:      separate polynomials (``degree``, default 1) for inhale (external velocity
+  >= 0) and exhale (< 0): the two branches of a hysteresis loop (Synchrony-style).
+
+With fewer points than a model needs, the fit falls back to a lower degree (one point: a
+constant; a dual branch with too few points: the pooled fit), so a model is always usable.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["CorrelationModel", "CorrelationStatus", "DualCorrelation", "PolynomialCorrelation",
+           "RollingCorrelation", "make_correlation_model"]
+
+ModelName = Literal["linear", "quadratic", "dual"]
+MODELS: tuple[str, ...] = ("linear", "quadratic", "dual")
+
+
+def _as_ext(ext: ArrayLike, name: str = "ext") -> NDArray[np.float64]:
+    e = np.asarray(ext, dtype=np.float64)
+    if e.ndim == 0:
+        e = e.reshape(1)
+    if e.ndim != 1:
+        raise ValueError(f"{name}: expected a scalar or shape (n,), got {e.shape}")
+    return e
+
+
+def _design(e: NDArray[np.float64], degree: int) -> NDArray[np.float64]:
+    return np.vander(e, degree + 1, increasing=True)
+
+
+def _fit_poly(e: NDArray[np.float64], y: NDArray[np.float64], degree: int) -> NDArray[np.float64]:
+    """Least-squares coefficients (degree + 1, d), lowering the degree when points are few."""
+    deg = max(0, min(degree, np.unique(e).size - 1))
+    coef = np.zeros((degree + 1, y.shape[1]))
+    coef[: deg + 1] = np.linalg.lstsq(_design(e, deg), y, rcond=None)[0]
+    return coef
+
+
+def _eval_poly(coef: NDArray[np.float64], e: NDArray[np.float64]) -> NDArray[np.float64]:
+    out = np.broadcast_to(coef[-1], (e.size, coef.shape[1])).copy()
+    for c in coef[-2::-1]:  # Horner
+        out *= e[:, None]
+        out += c
+    return out
+
+
+class CorrelationModel:
+    """Common interface: ``fit(ext, internal, ext_velocity)`` then ``predict(ext, ...)``."""
+
+    name: str = ""
+    needs_velocity: bool = False
+
+    def fit(self, ext: ArrayLike, internal: ArrayLike,
+            ext_velocity: ArrayLike | None = None) -> CorrelationModel:
+        """Fit to points; returns self.
+
+        Parameters
+        ----------
+        ext : array-like, shape (n,)
+            External signal at each X-ray (mm).
+        internal : array-like, shape (n, d)
+            Target position found by imaging (mm, room; d = 3 normally).
+        ext_velocity : array-like, shape (n,), optional
+            External signal velocity (mm/s); required by ``dual``.
+        """
+        raise NotImplementedError
+
+    def predict(self, ext: ArrayLike, ext_velocity: ArrayLike | None = None
+                ) -> NDArray[np.float64]:
+        """Internal position (n, d) (mm) for external values (n,) (mm)."""
+        raise NotImplementedError
+
+    def predict_one(self, ext: float, ext_velocity: float = 0.0) -> NDArray[np.float64]:
+        """Fast single-sample :meth:`predict`; returns shape (d,) (mm)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _check(ext: ArrayLike, internal: ArrayLike, ext_velocity: ArrayLike | None,
+               need_velocity: bool):
+        e = _as_ext(ext)
+        y = np.asarray(internal, dtype=np.float64)
+        if y.ndim == 1:
+            y = y[:, None]
+        if y.ndim != 2 or y.shape[0] != e.size:
+            raise ValueError(f"internal: expected shape ({e.size}, d), got {np.shape(internal)}")
+        if e.size == 0:
+            raise ValueError("ext: at least one point is needed to fit")
+        if not (np.all(np.isfinite(e)) and np.all(np.isfinite(y))):
+            raise ValueError("ext/internal: points must be finite")
+        v = None
+        if ext_velocity is not None:
+            v = _as_ext(ext_velocity, "ext_velocity")
+            if v.size != e.size:
+                raise ValueError(f"ext_velocity: expected shape ({e.size},), got {v.shape}")
+        elif need_velocity:
+            raise ValueError("ext_velocity is required by the dual (inhale/exhale) model")
+        return e, y, v
+
+
+class PolynomialCorrelation(CorrelationModel):
+    """``p = sum_k c_k e^k`` for k = 0..degree (linear: 1, quadratic: 2)."""
+
+    def __init__(self, degree: int):
+        if degree not in (1, 2):
+            raise ValueError(f"degree must be 1 or 2 (got {degree})")
+        self.degree = degree
+        self.name = "linear" if degree == 1 else "quadratic"
+        self.coef: NDArray[np.float64] | None = None
+
+    def fit(self, ext, internal, ext_velocity=None):
+        e, y, _ = self._check(ext, internal, ext_velocity, False)
+        self.coef = _fit_poly(e, y, self.degree)
+        self._rows = tuple(self.coef)
+        return self
+
+    def predict(self, ext, ext_velocity=None):
+        if self.coef is None:
+            raise RuntimeError("correlation model used before fit()")
+        return _eval_poly(self.coef, _as_ext(ext))
+
+    def predict_one(self, ext, ext_velocity=0.0):
+        r = self._rows
+        if self.degree == 1:
+            return r[0] + ext * r[1]
+        return r[0] + ext * (r[1] + ext * r[2])
+
+
+class DualCorrelation(CorrelationModel):
+    """Inhale and exhale branches, each a polynomial of ``degree`` in the external signal."""
+
+    name = "dual"
+    needs_velocity = True
+
+    def __init__(self, degree: int = 1):
+        if degree not in (1, 2):
+            raise ValueError(f"degree must be 1 or 2 (got {degree})")
+        self.degree = degree
+        self.coef_in: NDArray[np.float64] | None = None
+        self.coef_ex: NDArray[np.float64] | None = None
+
+    def fit(self, ext, internal, ext_velocity=None):
+        e, y, v = self._check(ext, internal, ext_velocity, True)
+        pooled = _fit_poly(e, y, self.degree)
+        coefs = []
+        for mask in (v >= 0, v < 0):
+            if np.unique(e[mask]).size >= self.degree + 2:  # one spare point per branch
+                coefs.append(_fit_poly(e[mask], y[mask], self.degree))
+            else:
+                coefs.append(pooled)
+        self.coef_in, self.coef_ex = coefs
+        self._rows = (tuple(self.coef_in), tuple(self.coef_ex))
+        return self
+
+    def predict(self, ext, ext_velocity=None):
+        if self.coef_in is None:
+            raise RuntimeError("correlation model used before fit()")
+        e = _as_ext(ext)
+        if ext_velocity is None:
+            raise ValueError("ext_velocity is required by the dual (inhale/exhale) model")
+        v = np.broadcast_to(_as_ext(ext_velocity, "ext_velocity"), e.shape)
+        return np.where((v >= 0)[:, None], _eval_poly(self.coef_in, e),
+                        _eval_poly(self.coef_ex, e))
+
+    def predict_one(self, ext, ext_velocity=0.0):
+        r = self._rows[0] if ext_velocity >= 0 else self._rows[1]
+        if self.degree == 1:
+            return r[0] + ext * r[1]
+        return r[0] + ext * (r[1] + ext * r[2])
+
+
+def make_correlation_model(name: ModelName, *, degree: int | None = None) -> CorrelationModel:
+    """A correlation model by name.
+
+    Parameters
+    ----------
+    name : {"linear", "quadratic", "dual"}
+        Model type.
+    degree : int, optional
+        Branch degree of ``dual`` (1 or 2; default 1). Not used by the others.
+    """
+    if name == "linear":
+        return PolynomialCorrelation(1)
+    if name == "quadratic":
+        return PolynomialCorrelation(2)
+    if name == "dual":
+        return DualCorrelation(1 if degree is None else degree)
+    raise ValueError(f"correlation model must be one of {', '.join(MODELS)} (got {name!r})")
+
+
+@dataclass(frozen=True)
+class CorrelationStatus:
+    """Health of a rolling correlation model after a new X-ray point.
+
+    Attributes
+    ----------
+    model_ok : bool
+        ``residual_mm`` and ``prediction_error_mm`` both within the limit.
+    residual_mm : float
+        RMS 3-D fit residual over the points kept (mm).
+    prediction_error_mm : float
+        3-D error of the previous model at the new point, before the refit (mm); NaN for
+        the first point.
+    n_points : int
+        Points in the window.
+    """
+
+    model_ok: bool
+    residual_mm: float
+    prediction_error_mm: float
+    n_points: int
+
+
+class RollingCorrelation:
+    """Keeps the last ``n_points`` X-ray points and refits the model on each new one.
+
+    Parameters
+    ----------
+    model : {"linear", "quadratic", "dual"} or CorrelationModel
+        Model type (or an instance to refit).
+    n_points : int, keyword-only
+        Window length (oldest points dropped).
+    max_residual_mm : float
+        Limit on the fit residual and on the new point's error that flags the model as bad.
+    """
+
+    def __init__(self, model: ModelName | CorrelationModel = "dual", *, n_points: int = 12,
+                 max_residual_mm: float = 1.5):
+        if n_points < 1:
+            raise ValueError(f"n_points must be >= 1 (got {n_points})")
+        self.model = make_correlation_model(model) if isinstance(model, str) else model
+        self.n_points = int(n_points)
+        self.max_residual_mm = float(max_residual_mm)
+        self._ext: deque[float] = deque(maxlen=self.n_points)
+        self._vel: deque[float] = deque(maxlen=self.n_points)
+        self._int: deque[NDArray[np.float64]] = deque(maxlen=self.n_points)
+        self.status: CorrelationStatus | None = None
+
+    @property
+    def fitted(self) -> bool:
+        """True once at least one point has been added."""
+        return self.status is not None
+
+    def add(self, ext: float, internal: ArrayLike, ext_velocity: float = 0.0
+            ) -> CorrelationStatus:
+        """Add an X-ray point (external mm, internal (d,) mm, external velocity mm/s), refit.
+
+        Returns
+        -------
+        CorrelationStatus
+            With the error of the old model at this point and the new fit's residual.
+        """
+        y = np.asarray(internal, dtype=np.float64).reshape(-1)
+        if not (np.isfinite(ext) and np.isfinite(ext_velocity) and np.all(np.isfinite(y))):
+            raise ValueError("correlation point must be finite")
+        pred_err = float("nan")
+        if self.fitted:
+            pred_err = float(np.linalg.norm(self.model.predict_one(ext, ext_velocity) - y))
+        self._ext.append(float(ext))
+        self._vel.append(float(ext_velocity))
+        self._int.append(y)
+        e = np.fromiter(self._ext, float)
+        v = np.fromiter(self._vel, float)
+        yy = np.stack(self._int)
+        self.model.fit(e, yy, v)
+        res = np.linalg.norm(self.model.predict(e, v) - yy, axis=1)
+        rms = float(np.sqrt(np.mean(res**2)))
+        ok = rms <= self.max_residual_mm and not pred_err > self.max_residual_mm
+        self.status = CorrelationStatus(model_ok=ok, residual_mm=rms,
+                                        prediction_error_mm=pred_err, n_points=e.size)
+        return self.status
+
+    def predict_one(self, ext: float, ext_velocity: float = 0.0) -> NDArray[np.float64]:
+        """Internal position (d,) (mm) from the current model."""
+        if not self.fitted:
+            raise RuntimeError("no correlation point added yet")
+        return self.model.predict_one(ext, ext_velocity)

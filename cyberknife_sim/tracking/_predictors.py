@@ -1,0 +1,343 @@
+"""Latency predictors: from samples up to now, predict the signal ``horizon_s`` ahead.
+
+All are online and causal: :meth:`Predictor.update` takes the newest sample and returns the
+prediction of the sample ``horizon_steps`` later, using nothing newer. ``predict_series``
+runs the same recursion over a whole signal for evaluation (row i is the prediction made
+at sample i of sample i + horizon_steps).
+
+* ``none``    the latest sample (no prediction; the reference for relative RMS).
+* ``linear``  linear extrapolation of the last two samples.
+* ``nlms``    normalized least-mean-squares adaptive filter on the last ``order`` sample
+  increments (the clinical baseline, cf. Ernst et al. 2013).
+* ``rls``     recursive least squares (forgetting factor) on the same regressor.
+* ``kalman``  constant-acceleration Kalman filter, extrapolated over the horizon.
+
+Dropped samples (NaN) are replaced by the previous sample before they enter the filters.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["KalmanPredictor", "LinearPredictor", "NLMSPredictor", "NoPredictor", "Predictor",
+           "RLSPredictor", "horizon_steps", "make_predictor", "relative_rms"]
+
+PredictorName = Literal["none", "linear", "nlms", "rls", "kalman"]
+METHODS: tuple[str, ...] = ("none", "linear", "nlms", "rls", "kalman")
+
+
+def horizon_steps(horizon_s: float, dt_s: float, *, tolerance: float = 0.2) -> int:
+    """Horizon in whole samples; raise when ``horizon_s`` is not close to a multiple of dt."""
+    if not dt_s > 0 or horizon_s < 0:
+        raise ValueError(f"need dt_s > 0 and horizon_s >= 0 (got {dt_s}, {horizon_s})")
+    k = round(horizon_s / dt_s)
+    if horizon_s > 0 and (k == 0 or abs(k * dt_s - horizon_s) > tolerance * horizon_s):
+        raise ValueError(f"horizon {horizon_s * 1e3:g} ms is not close to a whole number of "
+                         f"{dt_s * 1e3:g} ms samples; resample the signal to a finer clock")
+    return int(k)
+
+
+def relative_rms(signal: ArrayLike, prediction: ArrayLike, steps: int, *,
+                 skip: int = 0) -> float:
+    """RMS of the prediction error / RMS of the error with no prediction.
+
+    Parameters
+    ----------
+    signal : array-like, shape (n,) or (n, d)
+        The signal.
+    prediction : array-like, shape (n,) or (n, d)
+        Row i: prediction made at i of row i + steps (as from ``predict_series``).
+    steps : int
+        Horizon in samples.
+    skip : int
+        Leading samples (training) left out of both RMS values.
+    """
+    x = np.asarray(signal, dtype=np.float64).reshape(len(signal), -1)
+    p = np.asarray(prediction, dtype=np.float64).reshape(len(prediction), -1)
+    s = max(skip, 0)
+    truth = x[s + steps:]
+    err = np.linalg.norm(truth - p[s: len(p) - steps], axis=1)
+    ref = np.linalg.norm(truth - x[s: len(x) - steps], axis=1)
+    return float(np.sqrt(np.mean(err**2)) / np.sqrt(np.mean(ref**2)))
+
+
+class Predictor:
+    """Base class; subclasses implement :meth:`_step` on a float64 (d,) sample."""
+
+    name = ""
+
+    def __init__(self, *, horizon_s: float, dt_s: float, dim: int = 1):
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1 (got {dim})")
+        self.horizon_s = float(horizon_s)
+        self.dt_s = float(dt_s)
+        self.dim = int(dim)
+        self.horizon_steps = horizon_steps(horizon_s, dt_s)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all history."""
+        self._last = np.zeros(self.dim)
+        self._started = False
+
+    def update(self, sample: ArrayLike) -> NDArray[np.float64]:
+        """Feed the newest sample (scalar or shape (dim,)); return the prediction (dim,) of
+        the sample ``horizon_steps`` later (same units)."""
+        x = np.array(sample, dtype=np.float64).reshape(self.dim)
+        if not np.all(np.isfinite(x)):
+            x = np.where(np.isfinite(x), x, self._last)
+        self._started = True
+        self._last = x
+        return self._step(x)
+
+    def _step(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        raise NotImplementedError
+
+    def predict_series(self, x: ArrayLike) -> NDArray[np.float64]:
+        """Run from a fresh state over a signal (n,) or (n, dim); returns (n, dim)."""
+        xs = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        if xs.shape[1] != self.dim:
+            raise ValueError(f"x: expected {self.dim} columns, got {xs.shape[1]}")
+        self.reset()
+        out = np.empty_like(xs)
+        for i in range(xs.shape[0]):
+            out[i] = self.update(xs[i])
+        return out
+
+
+class NoPredictor(Predictor):
+    """The latest sample, unchanged."""
+
+    name = "none"
+
+    def _step(self, x):
+        return x.copy()
+
+    def predict_series(self, x):
+        xs = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        return _fill_nan(xs)
+
+
+def _fill_nan(xs: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Replace NaN rows/entries by the previous finite value (0 before any)."""
+    out = xs.copy()
+    bad = ~np.isfinite(out)
+    if bad.any():
+        for i in range(out.shape[0]):
+            row_bad = bad[i]
+            if row_bad.any():
+                out[i, row_bad] = out[i - 1, row_bad] if i > 0 else 0.0
+    return out
+
+
+class LinearPredictor(Predictor):
+    """Linear extrapolation of the last two samples over the exact horizon (s)."""
+
+    name = "linear"
+
+    def reset(self):
+        super().reset()
+        self._prev: NDArray[np.float64] | None = None
+
+    def _step(self, x):
+        prev = x if self._prev is None else self._prev
+        self._prev = x
+        return x + (x - prev) * (self.horizon_s / self.dt_s)
+
+    def predict_series(self, x):
+        xs = _fill_nan(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
+        vel = np.zeros_like(xs)
+        vel[1:] = xs[1:] - xs[:-1]
+        return xs + vel * (self.horizon_s / self.dt_s)
+
+
+class _RegressionPredictor(Predictor):
+    """Shared regressor for nLMS and RLS (one independent filter per channel).
+
+    The regressor of a channel at sample t is its last ``order`` increments,
+    ``u_t = [x_t - x_{t-1}, ..., x_{t-order+1} - x_{t-order}]``, and the target is the
+    increment over the horizon ``x_{t+h} - x_t``, so the filter is blind to the baseline.
+    The weights learn from the regressor saved h samples ago and the increment that has now
+    arrived (no future sample is used).
+    """
+
+    def __init__(self, *, horizon_s, dt_s, dim=1, order: int = 8):
+        if order < 1:
+            raise ValueError(f"order must be >= 1 (got {order})")
+        self.order = int(order)
+        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim)
+
+    def reset(self):
+        super().reset()
+        h = max(self.horizon_steps, 1)
+        self.weights = np.zeros((self.dim, self.order))
+        self._u = np.zeros((self.dim, self.order))               # current regressor
+        self._u_hist = np.zeros((h + 1, self.dim, self.order))   # ring of past regressors
+        self._x_hist = np.zeros((h + 1, self.dim))
+        self._n = 0
+
+    def _learn(self, u_old, err):
+        raise NotImplementedError
+
+    def _step(self, x):
+        h = self.horizon_steps
+        n = self._n
+        ring = h + 1
+        u = self._u
+        if n > 0:
+            u[:, 1:] = u[:, :-1]  # shift by one increment (newest first)
+            u[:, 0] = x - self._x_hist[(n - 1) % ring]
+        if n >= self.order + h:
+            old = (n - h) % ring
+            u_old = self._u_hist[old]
+            err = (x - self._x_hist[old]) - np.einsum("ij,ij->i", u_old, self.weights)
+            self._learn(u_old, err)
+        slot = n % ring
+        self._u_hist[slot] = u
+        self._x_hist[slot] = x
+        self._n = n + 1
+        if h == 0:
+            return x.copy()
+        return x + np.einsum("ij,ij->i", u, self.weights)
+
+
+class NLMSPredictor(_RegressionPredictor):
+    """Normalized LMS: ``w += mu e u / (eps + |u|^2)`` per channel.
+
+    Parameters
+    ----------
+    order : int
+        Increments in the regressor (default 8).
+    mu : float
+        Step size in (0, 2) (default 0.05).
+    eps : float
+        Regularizer of the normalization (signal units squared).
+    """
+
+    name = "nlms"
+
+    def __init__(self, *, horizon_s, dt_s, dim=1, order: int = 8, mu: float = 0.05,
+                 eps: float = 1e-3):
+        if not 0 < mu < 2:
+            raise ValueError(f"mu must be in (0, 2) (got {mu})")
+        self.mu = float(mu)
+        self.eps = float(eps)
+        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim, order=order)
+
+    def _learn(self, u_old, err):
+        norm = self.eps + np.einsum("ij,ij->i", u_old, u_old)
+        self.weights += u_old * (self.mu * err / norm)[:, None]
+
+
+class RLSPredictor(_RegressionPredictor):
+    """Recursive least squares with forgetting factor ``lam``, per channel.
+
+    Parameters
+    ----------
+    order : int
+        Increments in the regressor (default 8).
+    lam : float
+        Forgetting factor in (0, 1]; memory about 1 / (1 - lam) samples (default 0.998).
+    delta : float
+        Initial inverse-correlation scale ``P = delta I``.
+    """
+
+    name = "rls"
+
+    def __init__(self, *, horizon_s, dt_s, dim=1, order: int = 8, lam: float = 0.998,
+                 delta: float = 10.0):
+        if not 0 < lam <= 1:
+            raise ValueError(f"lam must be in (0, 1] (got {lam})")
+        self.lam = float(lam)
+        self.delta = float(delta)
+        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim, order=order)
+
+    def reset(self):
+        super().reset()
+        self.P = np.tile(np.eye(self.order) * self.delta, (self.dim, 1, 1))
+        self._trace_max = self.delta * self.order
+
+    def _learn(self, u_old, err):
+        pu = np.einsum("cij,cj->ci", self.P, u_old)
+        gain = pu / (self.lam + np.einsum("ci,ci->c", u_old, pu))[:, None]
+        self.weights += gain * err[:, None]
+        self.P -= gain[:, :, None] * pu[:, None, :]
+        # forget only while P is bounded: no wind-up along directions the signal does not
+        # excite (a smooth signal's increments are nearly collinear)
+        grow = np.einsum("cii->c", self.P) < self._trace_max
+        self.P[grow] *= 1.0 / self.lam
+
+
+class KalmanPredictor(Predictor):
+    """Constant-acceleration Kalman filter per channel, extrapolated ``horizon_s`` ahead.
+
+    Parameters
+    ----------
+    jerk_psd : float
+        White-jerk process noise density (units^2 / s^5).
+    noise : float
+        Measurement noise, 1 sigma (signal units).
+    """
+
+    name = "kalman"
+
+    def __init__(self, *, horizon_s, dt_s, dim=1, jerk_psd: float = 2000.0,
+                 noise: float = 0.1):
+        self.jerk_psd = float(jerk_psd)
+        self.noise = float(noise)
+        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim)
+        dt = self.dt_s
+        self.F = np.array([[1.0, dt, 0.5 * dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
+        q = self.jerk_psd
+        self.Q = q * np.array([[dt**5 / 20, dt**4 / 8, dt**3 / 6],
+                               [dt**4 / 8, dt**3 / 3, dt**2 / 2],
+                               [dt**3 / 6, dt**2 / 2, dt]])
+        h = self.horizon_s
+        self.ahead = np.array([1.0, h, 0.5 * h * h])
+
+    def reset(self):
+        super().reset()
+        self.state = np.zeros((3, self.dim))  # rows: position, velocity, acceleration
+        self.cov = np.diag([1e2, 1e3, 1e4])
+        self._first = True
+
+    def _step(self, x):
+        if self._first:
+            self.state[0] = x
+            self._first = False
+            return x.copy()
+        s = self.F @ self.state
+        c = self.F @ self.cov @ self.F.T + self.Q
+        gain = c[:, 0] / (c[0, 0] + self.noise**2)
+        s += np.outer(gain, x - s[0])
+        self.cov = c - np.outer(gain, c[0])
+        self.state = s
+        return self.ahead @ s
+
+
+def make_predictor(method: PredictorName, *, horizon_s: float, dt_s: float, dim: int = 1,
+                   **options) -> Predictor:
+    """A predictor by name.
+
+    Parameters
+    ----------
+    method : {"none", "linear", "nlms", "rls", "kalman"}
+        Prediction method.
+    horizon_s : float
+        Latency to predict over (s).
+    dt_s : float
+        Sample interval of the signal fed to ``update`` (s).
+    dim : int
+        Channels per sample (1 for a chest signal, 3 for a target position).
+    **options
+        Method options (``order``, ``mu``, ``lam``, ``jerk_psd``, ...).
+    """
+    classes = {"none": NoPredictor, "linear": LinearPredictor, "nlms": NLMSPredictor,
+               "rls": RLSPredictor, "kalman": KalmanPredictor}
+    if method not in classes:
+        raise ValueError(f"prediction method must be one of {', '.join(METHODS)} "
+                         f"(got {method!r})")
+    return classes[method](horizon_s=horizon_s, dt_s=dt_s, dim=dim, **options)
