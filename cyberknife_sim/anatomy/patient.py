@@ -1,0 +1,87 @@
+"""The patient of a scene: planning CT, target and the planned alignment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import InputError
+from ..geometry import translation
+from .io import read_ct
+from .phantom import PhantomTruth, make_phantom
+from .volume import Volume
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..scene import Scene
+
+__all__ = ["Patient", "load_patient", "planned_room_from_ct"]
+
+
+def planned_room_from_ct(target_ct_mm) -> NDArray[np.float64]:
+    """Planned alignment (DESIGN.md): the pure translation putting the target at the room
+    origin, ``room_from_ct`` (4x4, mm)."""
+    t = np.asarray(target_ct_mm, dtype=np.float64)
+    if t.shape != (3,) or not np.all(np.isfinite(t)):
+        raise InputError(f"target_ct_mm must be 3 finite numbers (got {t.tolist()})")
+    return translation(-t)
+
+
+@dataclass(frozen=True, eq=False)
+class Patient:
+    """Planning CT of a scene with its target.
+
+    Attributes
+    ----------
+    volume : Volume
+        The planning CT (HU, LPS mm).
+    target_ct_mm : ndarray, shape (3,)
+        Target center in CT mm.
+    target_radius_mm : float
+        Target radius from the scene (mm).
+    truth : PhantomTruth or None
+        Phantom ground truth; None for a CT read from a file.
+    labels : ndarray (uint8) or None
+        Phantom tissue labels (``truth.tissue_labels``); None for a CT file.
+    planned_room_from_ct : ndarray, shape (4, 4)
+        Pure translation moving the target to the room origin.
+    """
+
+    volume: Volume
+    target_ct_mm: NDArray[np.float64]
+    target_radius_mm: float
+    truth: PhantomTruth | None
+    labels: NDArray[np.uint8] | None
+    planned_room_from_ct: NDArray[np.float64]
+
+
+def load_patient(scene: Scene) -> Patient:
+    """Build the scene's patient: the phantom preset ``scene.patient.phantom`` generated
+    with ``scene.simulation.seed``, or the CT file ``scene.patient.ct``.
+
+    The target is ``scene.patient.target_ct_mm`` when given, else the phantom's lesion
+    center. Raises InputError when the CT cannot be read, the preset is unknown or the
+    target lies outside the CT.
+    """
+    ps = scene.patient
+    truth = None
+    labels = None
+    if ps.uses_phantom:
+        ph = make_phantom(ps.phantom or "default", seed=int(scene.simulation.seed))
+        volume, truth, labels = ph.volume, ph.truth, ph.labels
+        target = (np.array(ps.target_ct_mm, dtype=np.float64) if ps.target_ct_mm is not None
+                  else np.array(truth.target_center_ct_mm))
+    else:
+        volume = read_ct(ps.ct)
+        target = np.array(ps.target_ct_mm, dtype=np.float64)
+    if not bool(volume.contains_ct(target)[0]):
+        corners = np.round(volume.corners_ct()[[0, -1]], 1).tolist()
+        raise InputError(f"patient.target_ct_mm {np.round(target, 2).tolist()} lies outside "
+                         f"the CT {volume.name} (corner voxels at {corners})")
+    target.flags.writeable = False
+    room_from_ct = planned_room_from_ct(target)
+    room_from_ct.flags.writeable = False
+    return Patient(volume=volume, target_ct_mm=target, target_radius_mm=float(ps.target_radius_mm),
+                   truth=truth, labels=labels, planned_room_from_ct=room_from_ct)
