@@ -35,12 +35,14 @@ class XraySettings(Section):
     mas: float = Field(2.5, gt=0.0, le=100.0, description="tube current-time product (mAs)")
     photons_per_mas_per_mm2: float = Field(
         2.0e4, gt=0.0,
-        description="unattenuated photon fluence at the detector per mAs (photons/mm^2/mAs, "
-        "unverified default)")
+        description="unattenuated photon fluence at the detector per mAs at 120 kV "
+        "(photons/mm^2/mAs, unverified default); scales as (kV/120)^2")
     detector_blur_sigma_mm: float = Field(
         0.5, ge=0.0, le=10.0, description="Gaussian detector PSF sigma at the detector (mm)")
     scatter_fraction: float = Field(
-        0.3, ge=0.0, lt=1.0, description="scatter-to-total ratio at the detector center")
+        0.3, ge=0.0, lt=1.0,
+        description="scatter-to-total ratio over the central 5 % of the detector (scatter is "
+        "a wide blur of the attenuated beam; 0 = none)")
     scatter_kernel_sigma_mm: float = Field(
         40.0, gt=0.0, description="width of the smooth scatter kernel at the detector (mm)")
     electronic_noise_counts: float = Field(
@@ -93,6 +95,9 @@ class RobotSettings(Section):
                                      description="joint repeatability noise, 1 sigma (deg)")
     command_latency_s: float = Field(0.0, ge=0.0, le=1.0,
                                      description="delay from command to motion start (s)")
+    collision_margin_mm: float = Field(20.0, ge=0.0, le=200.0,
+                                       description="clearance the robot and linac must keep "
+                                       "from the couch, patient, imagers and themselves (mm)")
 
 
 class CouchSettings(Section):
@@ -104,6 +109,11 @@ class CouchSettings(Section):
     size_mm: Vec3 = Field((520.0, 60.0, 2000.0),
                           description="couch width (x), thickness (y), length (z), mm")
     center_z_mm: float = Field(-300.0, description="couch center along room z (mm)")
+    patient_size_mm: Vec3 = Field((420.0, 240.0, 1750.0),
+                                  description="patient volume lying on the couch top (a box "
+                                  "collision body): width (x), thickness (y), length (z), mm")
+    patient_center_z_mm: float = Field(-300.0, ge=-3000.0, le=3000.0,
+                                       description="patient volume center along room z (mm)")
 
 
 class RoomSettings(Section):
