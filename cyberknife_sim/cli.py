@@ -20,6 +20,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS = (
     "validate",
+    "phantom",
 )
 """Modules of :mod:`cyberknife_sim.commands`, in the order ``cksim --help`` lists them."""
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import ndimage
 
 from ..errors import InputError
 from ..geometry import apply_transform
@@ -110,6 +111,62 @@ class Volume:
         c = self.ct_to_ijk(center_ct)
         half_vox = np.asarray(half_size_mm, dtype=np.float64) / self.spacing_mm
         return self.crop(np.floor(c - half_vox), np.ceil(c + half_vox) + 1)
+
+    def resample(self, *, spacing_mm: ArrayLike | None = None,
+                 ct_from_ijk: ArrayLike | None = None, shape: tuple[int, int, int] | None = None,
+                 order: int = 1, fill_hu: float = -1000.0) -> Volume:
+        """Resample onto another voxel grid in the same CT frame.
+
+        Parameters
+        ----------
+        spacing_mm : array-like, shape (3,), optional
+            New spacing along i, j, k (mm), keeping the origin, direction and extent (the
+            grid is cut to whole voxels). Give this or ``ct_from_ijk`` + ``shape``.
+        ct_from_ijk : array-like, shape (4, 4), optional
+            Target grid affine (voxel (i, j, k) → CT mm).
+        shape : tuple of int, optional
+            Target array shape ``(nk, nj, ni)``; required with ``ct_from_ijk``.
+        order : {0, 1, 3}
+            Interpolation order (nearest, trilinear, cubic spline).
+        fill_hu : float
+            Value outside this volume (HU).
+
+        Returns
+        -------
+        Volume
+            Same dtype as this one (integers rounded and clipped).
+        """
+        if order not in (0, 1, 3):
+            raise ValueError(f"order must be one of 0, 1, 3 (got {order!r})")
+        if (spacing_mm is None) == (ct_from_ijk is None):
+            raise ValueError("give exactly one of spacing_mm or ct_from_ijk (with shape)")
+        if spacing_mm is not None:
+            new = np.asarray(spacing_mm, dtype=np.float64)
+            if new.shape != (3,) or np.any(~np.isfinite(new)) or np.any(new <= 0):
+                raise ValueError(f"spacing_mm must be 3 positive numbers (got {new.tolist()})")
+            old = self.spacing_mm
+            dst = self.ct_from_ijk.copy()
+            dst[:3, :3] = self.ct_from_ijk[:3, :3] / old * new
+            n_ijk = np.floor((np.array(self.shape[::-1]) - 1) * old / new + 1e-9).astype(int) + 1
+            out_shape = tuple(int(v) for v in n_ijk[::-1])
+        else:
+            if shape is None or len(shape) != 3 or min(shape) < 2:
+                raise ValueError(f"shape must be (nk, nj, ni) with every axis >= 2 (got {shape})")
+            dst = np.array(ct_from_ijk, dtype=np.float64)
+            if dst.shape != (4, 4):
+                raise ValueError(f"ct_from_ijk must be 4x4 (got shape {dst.shape})")
+            out_shape = tuple(int(v) for v in shape)
+        src_from_dst = self._ijk_from_ct @ dst  # (i, j, k) order
+        perm = np.eye(4)[[2, 1, 0, 3]]
+        m = perm @ src_from_dst @ perm  # (k, j, i) order for ndimage
+        data = self.hu.astype(np.float32)
+        out = ndimage.affine_transform(data, m[:3, :3], offset=m[:3, 3], output_shape=out_shape,
+                                       order=order, mode="constant", cval=float(fill_hu),
+                                       prefilter=order > 1)
+        if np.issubdtype(self.hu.dtype, np.integer):
+            info = np.iinfo(self.hu.dtype)
+            out = np.clip(np.rint(out), info.min, info.max).astype(self.hu.dtype)
+        return Volume(out, dst, name=self.name)
 
     def mu_per_mm(self, mu_water_per_mm: float) -> NDArray[np.float32]:
         """Linear attenuation (1/mm) from HU: μ_water · max(0, 1 + HU/1000), float32."""
