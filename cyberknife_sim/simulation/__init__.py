@@ -1,0 +1,25 @@
+"""The closed loop: simulate a whole treatment and measure targeting error."""
+
+from ._imaging import IMAGING_METHODS, Imager, ImageResult, make_imager
+from ._loop import HOLD_REASONS, Beam, LoopOptions, LoopRecord, StoppedEarly, run_loop
+from ._outputs import DECOMPOSITION_METHOD, TIMESERIES_COLUMNS, summarize
+from ._session import RunResult, simulate, write_run
+
+__all__ = [
+    "DECOMPOSITION_METHOD",
+    "HOLD_REASONS",
+    "IMAGING_METHODS",
+    "TIMESERIES_COLUMNS",
+    "Beam",
+    "ImageResult",
+    "Imager",
+    "LoopOptions",
+    "LoopRecord",
+    "RunResult",
+    "StoppedEarly",
+    "make_imager",
+    "run_loop",
+    "simulate",
+    "summarize",
+    "write_run",
+]

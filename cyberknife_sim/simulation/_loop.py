@@ -1,0 +1,483 @@
+"""The time-stepped closed loop of one treatment.
+
+One clock (``scene.simulation.time_step_s``). Per step: motion truth (precomputed for the
+whole clock) → marker frames that have reached the loop (camera latency, noise, dropped
+frames) → predictor (horizon = system latency) → correlation model → commanded target =
+spine correction (last accepted registration) + breathing offset → command pipeline delay →
+robot step → actual beam axis → targeting error (TRUE target to ACTUAL axis, beam-on only).
+X-ray pairs at ``tracking.imaging_interval_s`` (and in bursts to build or rebuild the
+correlation model) go through the imaging seam (:mod:`._imaging`).
+
+Latency model: a marker frame exposed at ``t_f`` reaches the loop at ``t_f + camera``; the
+command computed from it acts on the robot servo at ``t_f + system latency``
+(``tracking.predictor.latency_s``), i.e. computation + transport take
+``latency - camera - robot command latency`` and the robot adds its own command latency and
+servo lag. The predictor's horizon is the system latency.
+
+Error decomposition (per step, exact for this linear chain; see :mod:`cyberknife_sim.metrics`):
+with ``x0`` the planned target, ``P`` the true spine transform, ``P̂`` the last accepted
+estimate (image time ``ti``), ``o`` the true breathing offset, ``f̂`` the correlation model
+fitted to measured points and ``f*`` a shadow model fitted to the true offsets at the same
+external values, ``s`` the true external signal now and ``ŝ`` the predicted one:
+
+* registration = ``P̂ x0 − P(ti) x0 + f̂(s) − f*(s)``
+* correlation  = ``P(ti) x0 − P(t) x0 + f*(s) − o(t)`` (motion the model does not capture:
+  spine motion since the last image, model error; all breathing in modes without it)
+* prediction   = ``f̂(ŝ) − f̂(s)`` (latency, marker noise, dropped frames)
+* robot        = ``a − c`` with ``c`` the commanded target and ``a`` the point of the actual
+  axis nearest the true target (servo lag, command latency, quantization)
+
+each projected perpendicular to the actual beam; their sum is the targeting error vector.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..geometry import matrix_from_pose
+from ..metrics import COMPONENTS
+from ..motion import MarkerCamera, MotionTruth, marker_signal_mm
+from ..tracking import RollingCorrelation, make_predictor
+from ._imaging import Imager, ImageResult
+
+__all__ = ["HOLD_REASONS", "Beam", "LoopOptions", "LoopRecord", "StoppedEarly", "run_loop"]
+
+HOLD_REASONS = ("setup", "registration_failed", "correction_limit", "model_residual",
+                "outside_model_range", "markers_lost", "robot_following")
+"""Interlocks that hold the beam; bit i of ``LoopRecord.hold_mask`` is ``HOLD_REASONS[i]``."""
+
+
+@dataclass(frozen=True)
+class Beam:
+    """One planned beam, in the room frame at planned alignment.
+
+    Attributes
+    ----------
+    node : int
+        Node number (the robot position).
+    source_room : ndarray, shape (3,)
+        Linac source (mm, room).
+    direction_room : ndarray, shape (3,)
+        Unit beam direction, source toward the target.
+    mu : float
+        Monitor units.
+    """
+
+    node: int
+    source_room: NDArray[np.float64]
+    direction_room: NDArray[np.float64]
+    mu: float
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """Loop constants that are not scene settings (documented assumptions).
+
+    Attributes
+    ----------
+    model_build_images : int
+        X-ray pairs taken to build (or rebuild) the correlation model before treating.
+    model_build_spacing_s : float
+        Time between those pairs (s); not a multiple of a breathing period on purpose.
+    retry_s : float
+        Time to the next pair after a rejected image or a hold that needs one (s).
+    image_processing_s : float
+        Delay from exposure to the correction being applied (s).
+    markers_lost_s : float
+        Hold when no valid marker frame arrived for this long (s).
+    model_range_margin : float
+        Hold when the external signal leaves the fitted range by more than this fraction of
+        the range.
+    max_hold_s : float
+        Stop the treatment when the beam is held continuously this long (s).
+    target_localization_sigma_mm : float
+        Noise of the target offset measured at each X-ray pair (mm, 1 sigma per axis).
+    """
+
+    model_build_images: int = 6
+    model_build_spacing_s: float = 1.7
+    retry_s: float = 5.0
+    image_processing_s: float = 0.5
+    markers_lost_s: float = 0.3
+    model_range_margin: float = 0.25
+    max_hold_s: float = 300.0
+    target_localization_sigma_mm: float = 0.1
+
+
+@dataclass
+class LoopRecord:
+    """Per-step arrays and the event log of one run (room frame, mm, s)."""
+
+    time_s: NDArray[np.float64]
+    target_true: NDArray[np.float64]
+    target_commanded: NDArray[np.float64]
+    beam_source: NDArray[np.float64]
+    beam_direction: NDArray[np.float64]
+    error_vec: NDArray[np.float64]
+    components: dict[str, NDArray[np.float64]]
+    beam_on_s: NDArray[np.float64]
+    beam_index: NDArray[np.int64]
+    hold_mask: NDArray[np.int64]
+    ext_true: NDArray[np.float64]
+    ext_predicted: NDArray[np.float64]
+    robot_error_mm: NDArray[np.float64]
+    events: list[dict] = field(default_factory=list)
+    n_steps: int = 0
+    mu_delivered: NDArray[np.float64] | None = None
+    beams_completed: int = 0
+    hold_s: float = 0.0
+    hold_s_by_reason: dict[str, float] = field(default_factory=dict)
+    stopped_early: str | None = None
+    wall_s: float = 0.0
+    step_wall_s: float = 0.0
+    images: list[ImageResult] = field(default_factory=list)
+
+    def truncate(self) -> None:
+        """Cut the arrays to the steps actually simulated."""
+        n = self.n_steps
+        for name in ("time_s", "target_true", "target_commanded", "beam_source",
+                     "beam_direction", "error_vec", "beam_on_s", "beam_index", "hold_mask",
+                     "ext_true", "ext_predicted", "robot_error_mm"):
+            setattr(self, name, getattr(self, name)[:n])
+        self.components = {k: v[:n] for k, v in self.components.items()}
+
+
+def _empty_record(n: int) -> LoopRecord:
+    z3 = lambda: np.full((n, 3), np.nan)  # noqa: E731
+    return LoopRecord(
+        time_s=np.zeros(n), target_true=z3(), target_commanded=z3(), beam_source=z3(),
+        beam_direction=z3(), error_vec=z3(), components={c: z3() for c in COMPONENTS},
+        beam_on_s=np.zeros(n), beam_index=np.full(n, -1, dtype=np.int64),
+        hold_mask=np.zeros(n, dtype=np.int64), ext_true=np.full(n, np.nan),
+        ext_predicted=np.full(n, np.nan), robot_error_mm=np.full(n, np.nan))
+
+
+def _perp(v: NDArray[np.float64], u: NDArray[np.float64]) -> NDArray[np.float64]:
+    return v - (v @ u) * u
+
+
+def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCamera,
+             imager: Imager, robot, duration_s: float, options: LoopOptions | None = None,
+             target_room0: NDArray[np.float64] | None = None,
+             progress: Callable[[int], None] | None = None) -> LoopRecord:
+    """Simulate the treatment; see the module docstring.
+
+    Parameters
+    ----------
+    scene : Scene
+        Settings (tracking mode, interlocks, clock, plan dose rate).
+    beams : list of Beam
+        The plan in delivery order.
+    truth, camera : MotionTruth, MarkerCamera
+        Motion truth and the marker camera observing it.
+    imager : Imager
+        The imaging seam.
+    robot : object
+        The robot seam: ``goto(source_room, direction_room)``, ``command(source_room,
+        direction_room, *, apply_at_s)``, ``step(t_s, dt_s)``, ``beam_axis()`` →
+        (source (3,), unit direction (3,)), ``arrived`` (bool) and ``following_error_mm``.
+    duration_s : float
+        Simulated time limit (s).
+    options : LoopOptions
+        Loop constants.
+    target_room0 : ndarray, shape (3,), optional
+        Planned target in the room at pose zero (default: the room origin).
+    progress : callable, optional
+        Called with the number of steps done (every ~1 % of the run).
+
+    Returns
+    -------
+    LoopRecord
+        Also when stopped early (``stopped_early`` says why; KeyboardInterrupt included).
+    """
+    options = options or LoopOptions()
+    tr = scene.tracking
+    mode = tr.mode
+    lim = tr.interlocks
+    dt = float(scene.simulation.time_step_s)
+    n = max(1, int(math.floor(duration_s / dt + 1e-9)))
+    x0 = np.zeros(3) if target_room0 is None else np.asarray(target_room0, dtype=np.float64)
+    rec = _empty_record(n)
+    rec.mu_delivered = np.zeros(len(beams))
+    rate_mu_s = scene.plan.dose_rate_mu_per_min / 60.0
+    latency_s = tr.predictor.latency_s
+    robot_cmd_latency = float(getattr(robot, "command_latency_s", 0.0))
+
+    # --- truth over the whole clock (vectorized) -----------------------------------------
+    t_all = np.arange(n) * dt
+    rec.time_s[:] = t_all
+    pose_all = truth.spine_pose(t_all)
+    offset_all = truth.target_offset_room(t_all)
+    rec.target_true[:] = truth.target_room(t_all, x0)
+    spine_target_all = rec.target_true - offset_all  # P(t) x0
+
+    # --- camera frames over the whole clock -------------------------------------------------
+    frames = camera.frames(0.0, duration_s + 1.0)
+    reference = frames.positions_room[np.flatnonzero(frames.valid)[0]] if frames.valid.any() \
+        else truth.marker_positions_room([0.0])[0]
+    sig_meas = marker_signal_mm(frames.positions_room, reference)  # NaN when dropped
+    sig_true_frames = marker_signal_mm(truth.marker_positions_room(frames.time_s), reference)
+    rec.ext_true[:] = np.interp(t_all, frames.time_s, sig_true_frames)
+    frame_dt = 1.0 / camera.rate_hz
+    predictor = make_predictor(tr.predictor.method, horizon_s=latency_s, dt_s=frame_dt)
+    next_frame = 0
+    last_valid_frame_t = -np.inf
+    sig_pred = np.nan
+    vel_pred = 0.0
+    prev_pred = np.nan
+    pending: deque[tuple[float, float, float]] = deque()  # (apply time, ŝ, ŝ velocity)
+    s_hat_now, v_hat_now = np.nan, 0.0
+
+    corr = RollingCorrelation(tr.correlation.model, n_points=tr.correlation.n_points,
+                              max_residual_mm=tr.correlation.max_residual_mm)
+    shadow = RollingCorrelation(tr.correlation.model, n_points=tr.correlation.n_points,
+                                max_residual_mm=1e9)
+    ext_lo, ext_hi = np.inf, -np.inf
+
+    # --- estimates and state --------------------------------------------------------------
+    spine_est = np.eye(4)          # P̂ (room_from_anatomy estimate)
+    spine_true_at_image = x0.copy()  # P(ti) x0
+    have_spine = False
+    holds: set[str] = {"setup"}
+    build_left = options.model_build_images if mode == "spine_breathing" else 1
+    next_image_t = 0.0
+    pending_images: deque[tuple[float, ImageResult, int]] = deque()
+    beam_k = 0
+    at_node = False
+    hold_started: float | None = None
+    events = rec.events
+
+    def event(t: float, kind: str, **detail) -> None:
+        events.append({"time_s": round(float(t), 6), "kind": kind, **detail})
+
+    def command_beam(beam: Beam, c: NDArray[np.float64], apply_at: float) -> None:
+        d = spine_est[:3, :3] @ beam.direction_room
+        robot.command(c - d * np.linalg.norm(beam.source_room - x0), d, apply_at_s=apply_at)
+
+    if beams:
+        robot.goto(beams[0].source_room, beams[0].direction_room)
+    wall0 = time.perf_counter()
+    step_wall = 0.0
+    i = 0
+    try:
+        for i in range(n):
+            t = t_all[i]
+            ts = time.perf_counter()
+            # ---- imaging events -----------------------------------------------------------
+            if t >= next_image_t - 1e-9 and (mode != "none" or not have_spine
+                                             or "registration_failed" in holds):
+                res = imager.acquire(t, pose_all[i], offset_all[i])
+                rec.images.append(res)
+                pending_images.append((t + options.image_processing_s, res, i))
+                if not res.accepted:
+                    next_image_t = t + options.retry_s
+                elif build_left > 1:
+                    build_left -= 1
+                    next_image_t = t + options.model_build_spacing_s
+                else:
+                    build_left = 0
+                    next_image_t = t + tr.imaging_interval_s
+            while pending_images and pending_images[0][0] <= t + 1e-9:
+                t_img, res, i_img = pending_images.popleft()
+                ok = res.accepted
+                detail = {"accepted": ok, "reason": res.reason,
+                          "pose": [round(float(v), 4) for v in res.pose]}
+                if ok:
+                    pose_err = res.pose - pose_all[i_img]
+                    detail["pose_error"] = [round(float(v), 4) for v in pose_err]
+                    over_t = np.linalg.norm(res.pose[:3]) > lim.max_translation_mm
+                    over_r = np.max(np.abs(res.pose[3:])) > lim.max_rotation_deg
+                    holds.discard("registration_failed")
+                    if over_t or over_r:
+                        holds.add("correction_limit")
+                        detail["interlock"] = "correction_limit"
+                    else:
+                        holds.discard("correction_limit")
+                    spine_est = matrix_from_pose(res.pose)
+                    spine_true_at_image = spine_target_all[i_img]
+                    have_spine = True
+                    if mode == "spine_breathing":
+                        kf = int(np.searchsorted(frames.available_s, res.time_s, side="right"))
+                        e_img, v_img = _signal_at(sig_meas, kf - 1, frame_dt)
+                        if np.isfinite(e_img):
+                            st = corr.add(e_img, res.target_offset_room, v_img)
+                            shadow.add(e_img, offset_all[i_img], v_img)
+                            ext_lo, ext_hi = min(ext_lo, e_img), max(ext_hi, e_img)
+                            detail.update(model_residual_mm=round(st.residual_mm, 4),
+                                          model_ok=st.model_ok)
+                            if build_left == 0 and not st.model_ok:
+                                holds.add("model_residual")
+                                corr = RollingCorrelation(
+                                    tr.correlation.model, n_points=tr.correlation.n_points,
+                                    max_residual_mm=tr.correlation.max_residual_mm)
+                                shadow = RollingCorrelation(tr.correlation.model,
+                                                            n_points=tr.correlation.n_points,
+                                                            max_residual_mm=1e9)
+                                ext_lo, ext_hi = np.inf, -np.inf
+                                build_left = options.model_build_images
+                                next_image_t = t + options.model_build_spacing_s
+                                detail["interlock"] = "model_residual (rebuilding)"
+                            elif build_left == 0:
+                                holds.discard("model_residual")
+                else:
+                    holds.add("registration_failed")
+                    detail["interlock"] = "registration_failed"
+                event(res.time_s, "image", **detail)
+                if build_left == 0 and have_spine:
+                    holds.discard("setup")
+
+            # ---- markers → predictor -------------------------------------------------------
+            while next_frame < frames.time_s.size and frames.available_s[next_frame] <= t + 1e-9:
+                s = sig_meas[next_frame]
+                if np.isfinite(s):
+                    last_valid_frame_t = frames.time_s[next_frame]
+                p = float(predictor.update(s)[0])
+                vel_pred = 0.0 if not np.isfinite(prev_pred) else (p - prev_pred) / frame_dt
+                prev_pred = sig_pred = p
+                apply_at = frames.time_s[next_frame] + latency_s - robot_cmd_latency
+                pending.append((apply_at, sig_pred, vel_pred))
+                next_frame += 1
+            while pending and pending[0][0] <= t + 1e-9:
+                _, s_hat_now, v_hat_now = pending.popleft()
+            if mode == "spine_breathing":
+                if t - last_valid_frame_t - camera.latency_s > options.markers_lost_s:
+                    holds.add("markers_lost")
+                else:
+                    holds.discard("markers_lost")
+                span = max(ext_hi - ext_lo, 1e-6)
+                margin = options.model_range_margin * span
+                if corr.fitted and np.isfinite(s_hat_now) and not (
+                        ext_lo - margin <= s_hat_now <= ext_hi + margin):
+                    holds.add("outside_model_range")
+                else:
+                    holds.discard("outside_model_range")
+            rec.ext_predicted[i] = s_hat_now
+
+            # ---- commanded target ------------------------------------------------------------
+            spine_part = spine_est[:3, :3] @ x0 + spine_est[:3, 3]
+            s_true = rec.ext_true[i]
+            if mode == "spine_breathing" and corr.fitted and np.isfinite(s_hat_now):
+                v_true = (rec.ext_true[i] - rec.ext_true[max(i - 1, 0)]) / dt
+                f_hat_pred = corr.predict_one(s_hat_now, v_hat_now)
+                f_hat_true = corr.predict_one(s_true, v_true)
+                f_star_true = shadow.predict_one(s_true, v_true)
+            else:
+                f_hat_pred = f_hat_true = f_star_true = np.zeros(3)
+            c = spine_part + f_hat_pred
+            rec.target_commanded[i] = c
+
+            # ---- delivery state -------------------------------------------------------------
+            if beam_k < len(beams):
+                beam = beams[beam_k]
+                if not at_node and robot.arrived:
+                    at_node = True
+                    event(t, "node", beam=beam_k, node=beam.node)
+                command_beam(beam, c, t)
+            robot.step(t, dt)
+            src, d = robot.beam_axis()
+            rec.robot_error_mm[i] = robot.following_error_mm
+            if at_node and robot.following_error_mm > lim.max_robot_error_mm:
+                holds.add("robot_following")
+            else:
+                holds.discard("robot_following")
+
+            # ---- beam on / hold ---------------------------------------------------------------
+            mask = 0
+            for b, name in enumerate(HOLD_REASONS):
+                if name in holds:
+                    mask |= 1 << b
+            rec.hold_mask[i] = mask
+            delivering = beam_k < len(beams) and at_node
+            if delivering and holds:
+                rec.hold_s += dt
+                for name in holds:
+                    rec.hold_s_by_reason[name] = rec.hold_s_by_reason.get(name, 0.0) + dt
+                if hold_started is None:
+                    hold_started = t
+                    event(t, "hold", reasons=sorted(holds))
+                elif t - hold_started > options.max_hold_s:
+                    rec.stopped_early = (f"beam held for more than {options.max_hold_s:g} s "
+                                         f"({', '.join(sorted(holds))})")
+                    event(t, "stopped", reason=rec.stopped_early)
+                    i += 1
+                    break
+            elif delivering:
+                if hold_started is not None:
+                    event(t, "resume", held_s=round(t - hold_started, 4))
+                    hold_started = None
+                need = beams[beam_k].mu - rec.mu_delivered[beam_k]
+                on = min(dt, need / rate_mu_s)
+                rec.mu_delivered[beam_k] += on * rate_mu_s
+                rec.beam_on_s[i] = on
+                rec.beam_index[i] = beam_k
+                if rec.mu_delivered[beam_k] >= beams[beam_k].mu - 1e-9:
+                    rec.beams_completed += 1
+                    beam_k += 1
+                    at_node = False
+                    if beam_k < len(beams):
+                        robot.goto(beams[beam_k].source_room, beams[beam_k].direction_room)
+            # ---- truth-side metrics -----------------------------------------------------------
+            rec.beam_source[i] = src
+            rec.beam_direction[i] = d
+            tgt = rec.target_true[i]
+            err = _perp(src - tgt, d)
+            rec.error_vec[i] = err
+            comp = rec.components
+            comp["registration"][i] = _perp(spine_part - spine_true_at_image
+                                            + f_hat_true - f_star_true, d)
+            comp["correlation"][i] = _perp(spine_true_at_image - spine_target_all[i]
+                                           + f_star_true - offset_all[i], d)
+            comp["prediction"][i] = _perp(f_hat_pred - f_hat_true, d)
+            comp["robot"][i] = err - _perp(c - tgt, d)
+            step_wall += time.perf_counter() - ts
+            if progress is not None and i % 256 == 0:
+                progress(i)
+            if beam_k >= len(beams):
+                event(t, "plan_complete")
+                i += 1
+                break
+        else:
+            i = n
+    except KeyboardInterrupt:
+        rec.stopped_early = "interrupted (Ctrl-C)"
+        event(t_all[i], "stopped", reason=rec.stopped_early)
+    except Exception as exc:  # noqa: BLE001 - an early stop still writes what it has
+        rec.stopped_early = f"{exc.__class__.__name__}: {exc}"
+        event(t_all[i], "stopped", reason=rec.stopped_early)
+        rec.n_steps = i
+        rec.truncate()
+        rec.wall_s = time.perf_counter() - wall0
+        rec.step_wall_s = step_wall
+        raise StoppedEarly(rec) from exc
+    rec.n_steps = i
+    rec.truncate()
+    rec.wall_s = time.perf_counter() - wall0
+    rec.step_wall_s = step_wall
+    return rec
+
+
+class StoppedEarly(Exception):
+    """Carries the partial record of a run that raised."""
+
+    def __init__(self, record: LoopRecord):
+        super().__init__(record.stopped_early)
+        self.record = record
+        self.result = None  # set by simulate(): the RunResult of the partial run
+
+
+def _signal_at(sig: NDArray[np.float64], k: int, frame_dt: float) -> tuple[float, float]:
+    """External signal and its velocity from the newest valid frames up to index ``k``."""
+    valid = [j for j in range(max(k - 4, 0), k + 1) if np.isfinite(sig[j])]
+    if not valid:
+        return float("nan"), 0.0
+    j1 = valid[-1]
+    j0 = valid[0] if len(valid) > 1 else j1
+    v = (sig[j1] - sig[j0]) / ((j1 - j0) * frame_dt) if j1 > j0 else 0.0
+    return float(sig[j1]), float(v)
