@@ -8,6 +8,7 @@ from ._correlation import (
     RollingCorrelation,
     make_correlation_model,
 )
+from ._evaluate import evaluate_correlation
 from ._predictors import (
     KalmanPredictor,
     LinearPredictor,
@@ -32,6 +33,7 @@ __all__ = [
     "Predictor",
     "RLSPredictor",
     "RollingCorrelation",
+    "evaluate_correlation",
     "horizon_steps",
     "make_correlation_model",
     "make_predictor",

@@ -1,0 +1,107 @@
+"""Trace reading and resampling: real files, caller-stated time units, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cyberknife_sim.errors import InputError
+from cyberknife_sim.motion import MotionTruth, check_paired, read_trace, resample
+from cyberknife_sim.scene import scene_from_dict
+
+
+def _write(tmp_path, text, name="t.txt"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.shared_data
+def test_reads_real_6dof_trace(shared_data):
+    tr = read_trace(shared_data / "traces" / "liver_trace1_6dof.txt",
+                    columns=(1, 2, 3, 4, 5, 6))
+    assert tr.axes == ("x", "y", "z", "rx", "ry", "rz")
+    assert tr.dt_s == pytest.approx(0.2)
+    assert tr.duration_s == pytest.approx(1303.2)
+    np.testing.assert_allclose(tr.values[0], [-0.86218, -5.9253, 1.3726, 1.0398, -1.6853,
+                                              -0.33957])
+
+
+@pytest.mark.shared_data
+def test_paired_trace_time_unit_must_be_stated(shared_data):
+    d = shared_data / "traces"
+    internal = read_trace(d / "pair_mean_motion_091_internal.txt", columns=(1, 2, 3))
+    wrong = read_trace(d / "pair_mean_motion_091_external.txt", columns=(1,))
+    with pytest.raises(InputError, match="paired traces disagree.*time unit"):
+        check_paired(internal, wrong)
+    right = read_trace(d / "pair_mean_motion_091_external.txt", columns=(1,), time_unit_s=0.1)
+    check_paired(internal, right)
+    np.testing.assert_allclose(right.time_s, internal.time_s, atol=1e-9)
+
+
+def test_header_csv_axis_mapping_and_scale(tmp_path):
+    p = _write(tmp_path, "time_ms,a,b\n0,1,2\n100,2,4\n200,3,6\n300,4,8\n")
+    tr = read_trace(p, time_column=0, columns=(2, 1), time_unit_s=1e-3, axes=("-z", "x"),
+                    value_scale=10.0)
+    np.testing.assert_allclose(tr.time_s, [0, 0.1, 0.2, 0.3])
+    np.testing.assert_allclose(tr.xyz_mm()[1], [20.0, 0.0, -40.0])
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("0 1\n1 2\n1 3\n2 4\n3 5\n", "not strictly increasing at row 3"),
+    ("0 1\n1 nan\n2 3\n3 4\n", "NaN or infinite at row 2"),
+    ("0 1\n1 2\n", "too few samples"),
+    ("0 1\n1 x\n2 3\n3 4\n", "line 2: non-numeric"),
+    ("0 1\n1\n2 3\n3 4\n", "line 2 has 1 columns"),
+])
+def test_bad_traces_raise_one_clear_line(tmp_path, text, message):
+    p = _write(tmp_path, text)
+    with pytest.raises(InputError, match=message) as info:
+        read_trace(p, columns=(1,))
+    assert str(p) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_file_and_bad_axis(tmp_path):
+    with pytest.raises(InputError, match="cannot read"):
+        read_trace(tmp_path / "nope.txt")
+    p = _write(tmp_path, "0 1\n1 2\n2 3\n3 4\n")
+    with pytest.raises(InputError, match="unknown axis 'w'"):
+        read_trace(p, columns=(1,), axes=("w",))
+
+
+def test_resample_linear_is_exact_on_a_line_and_cubic_on_a_cubic():
+    from cyberknife_sim.motion import Trace
+
+    t = np.linspace(0, 10, 11)
+    tr = Trace(time_s=t, values=np.column_stack([2 * t + 1, t**3]), axes=("x", "y"))
+    lin = resample(tr, 0.25)
+    assert lin.time_s.size == 41
+    np.testing.assert_allclose(lin.values[:, 0], 2 * lin.time_s + 1, atol=1e-12)
+    cub = resample(tr, 0.1, t0_s=2.0, t1_s=8.0, method="cubic")
+    np.testing.assert_allclose(cub.values[:, 1], cub.time_s**3, rtol=0.02)
+    with pytest.raises(InputError, match="not inside"):
+        resample(tr, 0.1, t1_s=11.0)
+    with pytest.raises(ValueError, match="'linear', 'cubic'"):
+        resample(tr, 0.1, method="spline")
+
+
+@pytest.mark.shared_data
+def test_truth_driven_by_a_recorded_target_trace(shared_data):
+    path = shared_data / "traces" / "lung_trace1_large_ap_6dof.txt"
+    scene = scene_from_dict({"motion": {"trace": {"file": str(path), "columns": [1, 2, 3]},
+                                        "breathing": {"hysteresis_deg": 0}},
+                             "simulation": {"duration_s": 600}})
+    truth = MotionTruth.from_scene(scene, np.random.default_rng(0))
+    raw = read_trace(path, columns=(1, 2, 3))
+    t = raw.time_s[raw.time_s <= 600]
+    off = truth.target_offset_room(t)
+    np.testing.assert_allclose(off - off.mean(0),
+                               raw.values[: t.size] - raw.values[: t.size].mean(0), atol=0.05)
+    # the chest follows the trace's principal axis: strongly correlated
+    ext = truth.external_signal(t)
+    proj = off @ np.linalg.svd(off - off.mean(0), full_matrices=False)[2][0]
+    assert abs(np.corrcoef(ext, proj)[0, 1]) > 0.999
+    short = scene_from_dict({"motion": {"trace": {"file": str(path)}},
+                             "simulation": {"duration_s": 3000}})
+    with pytest.raises(InputError, match="shorter than the simulation"):
+        MotionTruth.from_scene(short, np.random.default_rng(0))

@@ -1,0 +1,98 @@
+"""Correlation models recover known relations; the rolling window refits and flags."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cyberknife_sim.tracking import (
+    RollingCorrelation,
+    evaluate_correlation,
+    make_correlation_model,
+)
+
+RNG = np.random.default_rng(0)
+EXT = RNG.uniform(0, 10, 15)
+VEL = RNG.choice([-1.0, 1.0], 15) * RNG.uniform(0.5, 3, 15)
+A = np.array([1.0, -2.0, 0.5])
+B = np.array([0.1, 0.2, -0.6])
+C = np.array([0.02, 0.0, -0.03])
+
+
+def test_linear_recovers_a_linear_relation():
+    m = make_correlation_model("linear").fit(EXT, A + EXT[:, None] * B)
+    np.testing.assert_allclose(m.coef, [A, B], atol=1e-10)
+    np.testing.assert_allclose(m.predict(3.0)[0], A + 3 * B, atol=1e-10)
+    np.testing.assert_allclose(m.predict_one(3.0), A + 3 * B, atol=1e-10)
+
+
+def test_quadratic_recovers_a_quadratic_relation_linear_does_not():
+    y = A + EXT[:, None] * B + EXT[:, None] ** 2 * C
+    quad = make_correlation_model("quadratic").fit(EXT, y)
+    np.testing.assert_allclose(quad.coef, [A, B, C], atol=1e-9)
+    lin = make_correlation_model("linear").fit(EXT, y)
+    assert np.abs(lin.predict(EXT) - y).max() > 0.1
+
+
+def test_dual_recovers_hysteresis_branches():
+    a_ex = A + np.array([0.0, 0.0, 1.5])
+    y = np.where((VEL >= 0)[:, None], A + EXT[:, None] * B, a_ex + EXT[:, None] * B)
+    dual = make_correlation_model("dual").fit(EXT, y, VEL)
+    np.testing.assert_allclose(dual.predict(EXT, VEL), y, atol=1e-9)
+    np.testing.assert_allclose(dual.predict_one(4.0, -1.0), a_ex + 4 * B, atol=1e-9)
+    np.testing.assert_allclose(dual.predict_one(4.0, +1.0), A + 4 * B, atol=1e-9)
+    lin = make_correlation_model("linear").fit(EXT, y)
+    assert np.abs(lin.predict(EXT) - y).max() > 0.5
+    with pytest.raises(ValueError, match="ext_velocity is required"):
+        make_correlation_model("dual").fit(EXT, y)
+
+
+def test_unknown_model_and_bad_shapes_are_rejected():
+    with pytest.raises(ValueError, match="linear, quadratic, dual"):
+        make_correlation_model("cubic")
+    with pytest.raises(ValueError, match="internal: expected shape"):
+        make_correlation_model("linear").fit(EXT, np.zeros((3, 3)))
+
+
+def test_rolling_window_keeps_last_points_and_flags_a_bad_model():
+    roll = RollingCorrelation("linear", n_points=8, max_residual_mm=0.5)
+    st = None
+    for e in np.linspace(0, 10, 12):
+        st = roll.add(e, A + e * B, 1.0)
+    assert st.n_points == 8 and st.model_ok and st.residual_mm < 1e-9
+    assert st.prediction_error_mm < 1e-9
+    # the relation changes (e.g. a patient shift): first flagged by the new point's error
+    st = roll.add(5.0, A + 5 * B + [0, 0, 3.0], 1.0)
+    assert not st.model_ok and st.prediction_error_mm == pytest.approx(3.0)
+    # after n_points of the new relation the old points are gone and the model is good again
+    for e in np.linspace(0, 10, 8):
+        st = roll.add(e, A + e * B + [0, 0, 3.0], 1.0)
+    assert st.model_ok and st.residual_mm < 1e-9
+    np.testing.assert_allclose(roll.predict_one(2.0), A + 2 * B + [0, 0, 3.0], atol=1e-9)
+
+
+def test_few_points_fall_back_to_a_lower_degree():
+    roll = RollingCorrelation("quadratic", n_points=12)
+    roll.add(2.0, A, 1.0)
+    np.testing.assert_allclose(roll.predict_one(7.0), A)  # one point: constant
+    roll.add(4.0, A + 2 * B, 1.0)
+    np.testing.assert_allclose(roll.predict_one(7.0), A + 5 * B, atol=1e-9)  # two: a line
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("pair", ["sine", "mean_motion_091"])
+def test_models_on_real_paired_traces(shared_data, pair):
+    """Fit on 12 points spread over the first minute, test on the rest: all models beat
+    the no-model error (target motion about its mean), and the errors are reported."""
+    from cyberknife_sim.motion import check_paired, read_trace
+
+    d = shared_data / "traces"
+    internal = read_trace(d / f"pair_{pair}_internal.txt", columns=(1, 2, 3))
+    unit = 0.1 if pair == "mean_motion_091" else 1.0
+    external = read_trace(d / f"pair_{pair}_external.txt", columns=(1,), time_unit_s=unit)
+    check_paired(internal, external)
+    stats = evaluate_correlation(internal, external, n_fit=12)
+    for name, s in stats.items():
+        print(pair, name, {k: round(v, 3) for k, v in s.items()})
+        if name != "none":
+            assert s["rms_mm"] < 0.8 * stats["none"]["rms_mm"], name
