@@ -21,6 +21,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS = (
     "validate",
     "phantom",
+    "predict",
 )
 """Modules of :mod:`cyberknife_sim.commands`, in the order ``cksim --help`` lists them."""
 
