@@ -22,6 +22,7 @@ COMMANDS = (
     "validate",
     "phantom",
     "predict",
+    "run",
 )
 """Modules of :mod:`cyberknife_sim.commands`, in the order ``cksim --help`` lists them."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from scipy.spatial.transform import Rotation
 
 from cyberknife_sim.scene import load_scene, scene_from_dict
 from cyberknife_sim.simulation import Beam, LoopOptions, simulate
@@ -34,14 +35,16 @@ class LagRobot:
     def arrived(self) -> bool:
         return self.t >= self.arrive_t - 1e-9
 
-    def goto(self, source_room, direction_room):
+    def goto(self, beam):
         self.arrive_t = self.t + self.travel_s
-        self.src = np.array(source_room, float)
-        self.d = np.array(direction_room, float)
+        self.src = np.array(beam.source_room, float)
+        self.d = np.array(beam.direction_room, float)
 
-    def command(self, source_room, direction_room, *, apply_at_s):
-        self.cmd_src = np.asarray(source_room, float)
-        self.cmd_d = np.asarray(direction_room, float)
+    def command(self, beam, target_room, rotation_deg):
+        d = Rotation.from_rotvec(rotation_deg, degrees=True).apply(beam.direction_room)
+        self.cmd_d = d
+        self.cmd_src = np.asarray(target_room) - d * np.linalg.norm(beam.source_room
+                                                                     - beam.aim_room)
 
     def step(self, t_s, dt_s):
         self.t = t_s + dt_s

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.spatial.transform import Rotation
 
 from ..geometry import matrix_from_pose
 from ..metrics import COMPONENTS
@@ -65,15 +66,22 @@ class Beam:
     source_room : ndarray, shape (3,)
         Linac source (mm, room).
     direction_room : ndarray, shape (3,)
-        Unit beam direction, source toward the target.
+        Unit beam direction, source toward the aim point.
     mu : float
         Monitor units.
+    aim_room : ndarray, shape (3,)
+        Point the beam is aimed at (mm, room, planned alignment; the target's center for an
+        isocentric beam). Its true position over time is "the target" of this beam.
+    joints_deg : ndarray, shape (6,), optional
+        The plan's IK solution at the node (deg).
     """
 
     node: int
     source_room: NDArray[np.float64]
     direction_room: NDArray[np.float64]
     mu: float
+    aim_room: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
+    joints_deg: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,6 @@ def _perp(v: NDArray[np.float64], u: NDArray[np.float64]) -> NDArray[np.float64]
 
 def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCamera,
              imager: Imager, robot, duration_s: float, options: LoopOptions | None = None,
-             target_room0: NDArray[np.float64] | None = None,
              progress: Callable[[int], None] | None = None) -> LoopRecord:
     """Simulate the treatment; see the module docstring.
 
@@ -180,15 +187,15 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
     imager : Imager
         The imaging seam.
     robot : object
-        The robot seam: ``goto(source_room, direction_room)``, ``command(source_room,
-        direction_room, *, apply_at_s)``, ``step(t_s, dt_s)``, ``beam_axis()`` →
-        (source (3,), unit direction (3,)), ``arrived`` (bool) and ``following_error_mm``.
+        The robot seam: ``goto(beam)`` (start moving to a beam's node), ``command(beam,
+        target_room, rotation_deg)`` (aim that beam's axis through ``target_room``, mm,
+        turned by the anatomy rotation vector ``rotation_deg``), ``step(t_s, dt_s)``,
+        ``beam_axis()`` → (source (3,), unit direction (3,)), ``arrived`` (bool, at the
+        node and following) and ``following_error_mm`` (commanded target to actual axis).
     duration_s : float
         Simulated time limit (s).
     options : LoopOptions
         Loop constants.
-    target_room0 : ndarray, shape (3,), optional
-        Planned target in the room at pose zero (default: the room origin).
     progress : callable, optional
         Called with the number of steps done (every ~1 % of the run).
 
@@ -203,7 +210,6 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
     lim = tr.interlocks
     dt = float(scene.simulation.time_step_s)
     n = max(1, int(math.floor(duration_s / dt + 1e-9)))
-    x0 = np.zeros(3) if target_room0 is None else np.asarray(target_room0, dtype=np.float64)
     rec = _empty_record(n)
     rec.mu_delivered = np.zeros(len(beams))
     rate_mu_s = scene.plan.dose_rate_mu_per_min / 60.0
@@ -215,8 +221,10 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
     rec.time_s[:] = t_all
     pose_all = truth.spine_pose(t_all)
     offset_all = truth.target_offset_room(t_all)
-    rec.target_true[:] = truth.target_room(t_all, x0)
-    spine_target_all = rec.target_true - offset_all  # P(t) x0
+    if truth.settings.target_moves_with_spine:
+        m_all = matrix_from_pose(pose_all).reshape(-1, 4, 4)
+    else:
+        m_all = np.broadcast_to(np.eye(4), (n, 4, 4))
 
     # --- camera frames over the whole clock -------------------------------------------------
     frames = camera.frames(0.0, duration_s + 1.0)
@@ -243,7 +251,8 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
 
     # --- estimates and state --------------------------------------------------------------
     spine_est = np.eye(4)          # P̂ (room_from_anatomy estimate)
-    spine_true_at_image = x0.copy()  # P(ti) x0
+    spine_true_at_image = np.eye(4)  # P(ti)
+    rotvec_est = np.zeros(3)
     have_spine = False
     holds: set[str] = {"setup"}
     build_left = options.model_build_images if mode == "spine_breathing" else 1
@@ -257,12 +266,8 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
     def event(t: float, kind: str, **detail) -> None:
         events.append({"time_s": round(float(t), 6), "kind": kind, **detail})
 
-    def command_beam(beam: Beam, c: NDArray[np.float64], apply_at: float) -> None:
-        d = spine_est[:3, :3] @ beam.direction_room
-        robot.command(c - d * np.linalg.norm(beam.source_room - x0), d, apply_at_s=apply_at)
-
     if beams:
-        robot.goto(beams[0].source_room, beams[0].direction_room)
+        robot.goto(beams[0])
     wall0 = time.perf_counter()
     step_wall = 0.0
     i = 0
@@ -301,7 +306,9 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                     else:
                         holds.discard("correction_limit")
                     spine_est = matrix_from_pose(res.pose)
-                    spine_true_at_image = spine_target_all[i_img]
+                    rotvec_est = Rotation.from_matrix(spine_est[:3, :3]).as_rotvec(
+                        degrees=True)
+                    spine_true_at_image = m_all[i_img]
                     have_spine = True
                     if mode == "spine_breathing":
                         kf = int(np.searchsorted(frames.available_s, res.time_s, side="right"))
@@ -361,6 +368,12 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
             rec.ext_predicted[i] = s_hat_now
 
             # ---- commanded target ------------------------------------------------------------
+            x0 = beams[min(beam_k, len(beams) - 1)].aim_room if beams else np.zeros(3)
+            m = m_all[i]
+            spine_now = m[:3, :3] @ x0 + m[:3, 3]
+            tgt = spine_now + offset_all[i]
+            rec.target_true[i] = tgt
+            spine_at_image = spine_true_at_image[:3, :3] @ x0 + spine_true_at_image[:3, 3]
             spine_part = spine_est[:3, :3] @ x0 + spine_est[:3, 3]
             s_true = rec.ext_true[i]
             if mode == "spine_breathing" and corr.fitted and np.isfinite(s_hat_now):
@@ -379,7 +392,7 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                 if not at_node and robot.arrived:
                     at_node = True
                     event(t, "node", beam=beam_k, node=beam.node)
-                command_beam(beam, c, t)
+                robot.command(beam, c, rotvec_est)
             robot.step(t, dt)
             src, d = robot.beam_axis()
             rec.robot_error_mm[i] = robot.following_error_mm
@@ -422,17 +435,16 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                     beam_k += 1
                     at_node = False
                     if beam_k < len(beams):
-                        robot.goto(beams[beam_k].source_room, beams[beam_k].direction_room)
+                        robot.goto(beams[beam_k])
             # ---- truth-side metrics -----------------------------------------------------------
             rec.beam_source[i] = src
             rec.beam_direction[i] = d
-            tgt = rec.target_true[i]
             err = _perp(src - tgt, d)
             rec.error_vec[i] = err
             comp = rec.components
-            comp["registration"][i] = _perp(spine_part - spine_true_at_image
+            comp["registration"][i] = _perp(spine_part - spine_at_image
                                             + f_hat_true - f_star_true, d)
-            comp["correlation"][i] = _perp(spine_true_at_image - spine_target_all[i]
+            comp["correlation"][i] = _perp(spine_at_image - spine_now
                                            + f_star_true - offset_all[i], d)
             comp["prediction"][i] = _perp(f_hat_pred - f_hat_true, d)
             comp["robot"][i] = err - _perp(c - tgt, d)

@@ -81,7 +81,6 @@ def simulate(scene, *, seed: int | None = None, duration_s: float | None = None,
     wall0 = time.perf_counter()
     truth = MotionTruth.from_scene(scene, rng_truth)
     camera = MarkerCamera(scene.tracking.markers, truth, rng_camera)
-    x0 = np.zeros(3)
     if beams is None or robot is None:
         from ._robot import build_plan_and_robot
         beams, robot = build_plan_and_robot(scene, rng=rng_plan, beams=beams, robot=robot)
@@ -94,7 +93,7 @@ def simulate(scene, *, seed: int | None = None, duration_s: float | None = None,
     try:
         rec = run_loop(scene, beams=beams, truth=truth, camera=camera, imager=imager,
                        robot=robot, duration_s=sim.duration_s, options=options,
-                       target_room0=x0, progress=cb)
+                       progress=cb)
     except StoppedEarly as exc:
         exc.result = _result(exc.record, beams, scene, imaging, setup_wall)
         raise

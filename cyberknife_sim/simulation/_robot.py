@@ -1,0 +1,110 @@
+"""The robot seam of the loop: the plan and the PyBullet robot's servo-lagged controller.
+
+:class:`ControllerRobot` adapts :class:`cyberknife_sim.robot.RobotController` to the loop:
+``goto(beam)`` starts the move to a beam's node, ``command(beam, target_room, rotation_deg)``
+aims that beam through the commanded target (translation + rotation compensation about the
+beam's aim point), ``step`` advances the servo, ``beam_axis`` comes from the simulated joints.
+The robot is "arrived" at a node once the actual axis passes within
+``ARRIVAL_TOLERANCE_MM`` of the commanded target and the source is within
+``ARRIVAL_SOURCE_MM`` of its commanded position; beam-on waits for that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._loop import Beam
+
+__all__ = ["ARRIVAL_SOURCE_MM", "ARRIVAL_TOLERANCE_MM", "ControllerRobot",
+           "beams_from_plan", "build_plan_and_robot"]
+
+ARRIVAL_TOLERANCE_MM = 0.3
+"""Axis-to-commanded-target distance below which the robot counts as at the node (mm)."""
+
+ARRIVAL_SOURCE_MM = 5.0
+"""Source-to-commanded-source distance below which the robot counts as at the node (mm)."""
+
+
+def beams_from_plan(plan) -> list[Beam]:
+    """The loop's beams from a :class:`cyberknife_sim.plan.Plan` (delivery order)."""
+    out = []
+    for b in plan.beams:
+        out.append(Beam(node=int(b.node.index), source_room=np.array(b.source_room, float),
+                        direction_room=np.array(b.direction_room, float), mu=float(b.mu),
+                        aim_room=np.array(b.aim_room, float),
+                        joints_deg=None if b.joints_deg is None
+                        else np.array(b.joints_deg, float)))
+    return out
+
+
+class ControllerRobot:
+    """Loop seam around a :class:`~cyberknife_sim.robot.RobotController` (see module doc)."""
+
+    def __init__(self, controller):
+        from ..robot._control import compensated_pointing
+
+        self._pointing = compensated_pointing
+        self.controller = controller
+        self.command_latency_s = float(controller.command_latency_s)
+        self._beam: Beam | None = None
+        self._cmd: tuple[NDArray[np.float64], NDArray[np.float64], NDArray] | None = None
+        self.following_error_mm = float("inf")
+        self.arrived = False
+
+    def goto(self, beam: Beam) -> None:
+        """Start moving to ``beam``'s node (the servo limits set the traversal time)."""
+        self._beam = beam
+        self.arrived = False
+        self.controller.planned_target_room = np.asarray(beam.aim_room, dtype=np.float64)
+
+    def command(self, beam: Beam, target_room: NDArray[np.float64],
+                rotation_deg: NDArray[np.float64]) -> None:
+        """Aim ``beam`` through ``target_room`` (mm), turned by ``rotation_deg`` (rotvec)."""
+        rot = rotation_deg if np.any(rotation_deg) else None
+        self.controller.command(beam.source_room, target_room, rotation_deg=rot,
+                                node_joints_deg=beam.joints_deg)
+        src, d = self._pointing(beam.source_room, beam.aim_room, target_room,
+                                rotation_deg=rot)
+        self._cmd = (src, d, np.asarray(target_room, dtype=np.float64))
+
+    def step(self, t_s: float, dt_s: float) -> None:
+        """Advance the servo by ``dt_s`` (s) and update the following error and arrival."""
+        self.controller.step(dt_s)
+        if self._cmd is None:
+            return
+        src, _, tgt = self._cmd
+        p, d = self.controller.beam_axis()
+        v = tgt - p
+        self.following_error_mm = float(np.linalg.norm(v - (v @ d) * d))
+        if not self.arrived:
+            self.arrived = (self.following_error_mm < ARRIVAL_TOLERANCE_MM
+                            and float(np.linalg.norm(p - src)) < ARRIVAL_SOURCE_MM)
+
+    def beam_axis(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Actual beam source (room mm) and unit direction from the simulated joints."""
+        return self.controller.beam_axis()
+
+
+def build_plan_and_robot(scene, *, rng: np.random.Generator, beams=None, robot=None):
+    """The scene's plan (file or generated) and the robot seam, built on one RobotWorld.
+
+    Returns
+    -------
+    beams : list of Beam
+    robot : ControllerRobot (or the one passed in)
+    """
+    from ..plan import plan_for_scene
+    from ..robot import RobotWorld
+    from ..robot._control import RobotController
+
+    rng_plan, rng_robot = rng.spawn(2)
+    world = RobotWorld(scene)
+    if beams is None:
+        beams = beams_from_plan(plan_for_scene(scene, world, rng_plan))
+    if robot is None:
+        ctrl = RobotController(world, rng=rng_robot)
+        if beams and beams[0].joints_deg is not None:
+            ctrl.reset(beams[0].joints_deg)
+        robot = ControllerRobot(ctrl)
+    return beams, robot

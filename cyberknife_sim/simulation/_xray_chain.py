@@ -1,0 +1,75 @@
+"""Live X-ray pair of the true anatomy and its fiducial-free registration (the ``"xray"`` seam).
+
+Per imaging event: the planning CT is placed at the TRUE spine pose
+(``room_from_ct = matrix_from_pose(pose_true) @ planned_room_from_ct``), DRRs of both views
+are rendered (``imaging.DrrRenderer``), turned into noisy 16-bit detector counts
+(``imaging.XrayModel``), and registered (``registration.Registration2D3D``) starting from
+the previous accepted estimate. A blank exposure (fault injection: tube misfire) is a frame
+of electronic noise only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..anatomy import load_patient
+from ..geometry import matrix_from_pose
+from ..imaging import DrrRenderer, XrayModel, imaging_pair
+from ..registration._register import Registration2D3D  # TODO: package export once it lands
+
+__all__ = ["LIVE_ROI_HALF_SIZE_MM", "XrayChain"]
+
+LIVE_ROI_HALF_SIZE_MM = (110.0, 110.0, 110.0)
+"""Half size of the CT box rendered into the live images (mm, i/j/k): the treated region
+with its neighbours and surrounding soft tissue, enough to fill the registration's search
+windows (rendering the whole CT would add time without changing what registration sees)."""
+
+
+class XrayChain:
+    """Images the true anatomy and registers it (see the module docstring).
+
+    Parameters
+    ----------
+    scene : Scene
+        Patient, room imaging geometry and X-ray physics.
+    rng : numpy.random.Generator
+        Noise of the live images.
+    """
+
+    def __init__(self, scene, *, rng: np.random.Generator):
+        im = scene.room.imaging
+        self.rng = rng
+        self.patient = load_patient(scene)
+        self.views = imaging_pair(im)
+        target = self.patient.target_ct_mm
+        vol = self.patient.volume
+        half = np.asarray(LIVE_ROI_HALF_SIZE_MM)
+        self.renderer = DrrRenderer(vol, self.views, mu_water_per_mm=im.mu_water_per_mm,
+                                    roi_center_ct=target, roi_half_size_mm=half)
+        self.xray = XrayModel(im.xray, pixel_spacing_mm=self.views[0].pixel_spacing_mm)
+        self.registration = Registration2D3D(
+            vol, self.views, target_ct_mm=target, mu_water_per_mm=im.mu_water_per_mm,
+            planned_room_from_ct=self.patient.planned_room_from_ct,
+            open_field_counts=self.xray.open_field_counts)
+        self.last_pose: NDArray[np.float64] | None = None
+
+    def live_pair(self, pose_true: NDArray[np.float64], *, blank: bool = False
+                  ) -> list[NDArray[np.uint16]]:
+        """Two live images (uint16 counts) of the anatomy at ``pose_true`` (mm, deg)."""
+        if blank:
+            sigma = self.xray.settings.electronic_noise_counts
+            return [np.clip(np.round(self.rng.normal(0.0, sigma, v.shape)), 0, 65535
+                            ).astype(np.uint16) for v in self.views]
+        room_from_ct = matrix_from_pose(pose_true) @ self.patient.planned_room_from_ct
+        return [self.xray.simulate(li, self.rng) for li in self.renderer.render(room_from_ct)]
+
+    def image_and_register(self, pose_true: NDArray[np.float64], *, blank: bool = False
+                           ) -> tuple[NDArray[np.float64], bool, str, float]:
+        """Image and register; returns (pose (6,) mm/deg, accepted, reason, elapsed ms)."""
+        images = self.live_pair(pose_true, blank=blank)
+        res = self.registration.register(images, initial_pose=self.last_pose)
+        if res.accepted:
+            self.last_pose = np.array(res.pose, dtype=np.float64)
+        reason = "" if res.accepted else res.reason
+        return np.array(res.pose, dtype=np.float64), bool(res.accepted), reason, res.elapsed_ms
