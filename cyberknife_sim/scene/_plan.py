@@ -22,5 +22,12 @@ class PlanSettings(Section):
                                         description="linac dose rate (MU/min)")
     collimator_mm: float = Field(20.0, ge=5.0, le=60.0,
                                  description="circular collimator diameter at SAD (mm)")
+    candidate_nodes: int = Field(320, ge=10, le=5000,
+                                 description="candidate source positions on the whole SAD "
+                                 "sphere (Fibonacci lattice) before the polar-angle cut and the "
+                                 "reachability/collision checks")
+    max_polar_deg: float = Field(100.0, ge=10.0, le=180.0,
+                                 description="largest angle of a candidate node from vertical "
+                                 "above the target (room -y), deg")
 
     _resolve_file = field_validator("file")(resolve_scene_path)
