@@ -28,6 +28,10 @@ __all__ = ["KalmanPredictor", "LinearPredictor", "NLMSPredictor", "NoPredictor",
 PredictorName = Literal["none", "linear", "nlms", "rls", "kalman"]
 METHODS: tuple[str, ...] = ("none", "linear", "nlms", "rls", "kalman")
 
+# batched dot products: numpy >= 2.0 / 2.2 ufuncs (fast), einsum otherwise
+_vecdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("...i,...i->...", a, b))
+_matvec = getattr(np, "matvec", None) or (lambda m, v: np.einsum("...ij,...j->...i", m, v))
+
 
 def horizon_steps(horizon_s: float, dt_s: float, *, tolerance: float = 0.2) -> int:
     """Horizon in whole samples; raise when ``horizon_s`` is not close to a multiple of dt."""
@@ -86,8 +90,10 @@ class Predictor:
     def update(self, sample: ArrayLike) -> NDArray[np.float64]:
         """Feed the newest sample (scalar or shape (dim,)); return the prediction (dim,) of
         the sample ``horizon_steps`` later (same units)."""
-        x = np.array(sample, dtype=np.float64).reshape(self.dim)
-        if not np.all(np.isfinite(x)):
+        x = np.array(sample, dtype=np.float64)
+        if x.shape != (self.dim,):
+            x = x.reshape(self.dim)
+        if not np.isfinite(x).all():
             x = np.where(np.isfinite(x), x, self._last)
         self._started = True
         self._last = x
@@ -193,7 +199,7 @@ class _RegressionPredictor(Predictor):
         if n >= self.order + h:
             old = (n - h) % ring
             u_old = self._u_hist[old]
-            err = (x - self._x_hist[old]) - np.einsum("ij,ij->i", u_old, self.weights)
+            err = (x - self._x_hist[old]) - _vecdot(u_old, self.weights)
             self._learn(u_old, err)
         slot = n % ring
         self._u_hist[slot] = u
@@ -201,7 +207,7 @@ class _RegressionPredictor(Predictor):
         self._n = n + 1
         if h == 0:
             return x.copy()
-        return x + np.einsum("ij,ij->i", u, self.weights)
+        return x + _vecdot(u, self.weights)
 
 
 class NLMSPredictor(_RegressionPredictor):
@@ -228,7 +234,7 @@ class NLMSPredictor(_RegressionPredictor):
         super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim, order=order)
 
     def _learn(self, u_old, err):
-        norm = self.eps + np.einsum("ij,ij->i", u_old, u_old)
+        norm = self.eps + _vecdot(u_old, u_old)
         self.weights += u_old * (self.mu * err / norm)[:, None]
 
 
@@ -259,16 +265,17 @@ class RLSPredictor(_RegressionPredictor):
         super().reset()
         self.P = np.tile(np.eye(self.order) * self.delta, (self.dim, 1, 1))
         self._trace_max = self.delta * self.order
+        self._diag = np.einsum("cii->ci", self.P)  # writable view of the diagonals
 
     def _learn(self, u_old, err):
-        pu = np.einsum("cij,cj->ci", self.P, u_old)
-        gain = pu / (self.lam + np.einsum("ci,ci->c", u_old, pu))[:, None]
+        pu = _matvec(self.P, u_old)
+        gain = pu / (self.lam + _vecdot(u_old, pu))[:, None]
         self.weights += gain * err[:, None]
         self.P -= gain[:, :, None] * pu[:, None, :]
         # forget only while P is bounded: no wind-up along directions the signal does not
         # excite (a smooth signal's increments are nearly collinear)
-        grow = np.einsum("cii->c", self.P) < self._trace_max
-        self.P[grow] *= 1.0 / self.lam
+        self.P *= np.where(self._diag.sum(axis=1) < self._trace_max, 1.0 / self.lam,
+                           1.0)[:, None, None]
 
 
 class KalmanPredictor(Predictor):
