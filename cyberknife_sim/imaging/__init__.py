@@ -2,12 +2,19 @@
 
 from ._drr import DrrRenderer
 from ._geometry import ViewGeometry, imaging_pair, view_from_settings
+from ._io import GEOMETRY_FORMAT, load_geometry_json, write_geometry_json, write_view_images
 from ._reference import reference_drr
+from ._xray import XrayModel
 
 __all__ = [
+    "GEOMETRY_FORMAT",
     "DrrRenderer",
     "ViewGeometry",
+    "XrayModel",
     "imaging_pair",
+    "load_geometry_json",
     "reference_drr",
     "view_from_settings",
+    "write_geometry_json",
+    "write_view_images",
 ]

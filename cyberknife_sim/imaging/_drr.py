@@ -64,12 +64,17 @@ class DrrRenderer:
     oversampling : float
         Intermediate-image samples per voxel in-plane (default 2); higher is more accurate
         near sharp edges and slower.
+    slab_substeps : {1, 2, 3, 4}
+        Sample planes per voxel along the slab axis (default 1: Joseph's method). With
+        ``m > 1`` the stack is resampled linearly along that axis (exactly the trilinear
+        interpolant) and the cost grows about ``m`` times; it reduces the rectangle-rule
+        error at sharp edges.
     """
 
     def __init__(self, volume: Volume, views: ViewGeometry | Sequence[ViewGeometry], *,
                  mu_water_per_mm: float, roi_center_ct: ArrayLike | None = None,
                  roi_half_size_mm: float | ArrayLike | None = None,
-                 oversampling: float = 2.0) -> None:
+                 oversampling: float = 2.0, slab_substeps: int = 1) -> None:
         if isinstance(views, ViewGeometry):
             views = (views,)
         self.views: tuple[ViewGeometry, ...] = tuple(views)
@@ -79,6 +84,8 @@ class DrrRenderer:
             raise ValueError(f"mu_water_per_mm must be > 0 (got {mu_water_per_mm})")
         if not (np.isfinite(oversampling) and 0.25 <= oversampling <= 8):
             raise ValueError(f"oversampling must be within [0.25, 8] (got {oversampling})")
+        if slab_substeps not in (1, 2, 3, 4):
+            raise ValueError(f"slab_substeps must be one of 1, 2, 3, 4 (got {slab_substeps!r})")
         if (roi_center_ct is None) != (roi_half_size_mm is None):
             raise ValueError("give both roi_center_ct and roi_half_size_mm, or neither")
         if roi_center_ct is not None:
@@ -93,6 +100,7 @@ class DrrRenderer:
         self.volume = volume
         self.mu_water_per_mm = float(mu_water_per_mm)
         self.oversampling = float(oversampling)
+        self.slab_substeps = int(slab_substeps)
         self._mu = volume.mu_per_mm(self.mu_water_per_mm)
         self._slabs: dict[int, NDArray[np.float32]] = {}
 
@@ -122,9 +130,25 @@ class DrrRenderer:
 
     # --- internals ----------------------------------------------------------------------
     def _slab_stack(self, axis: int) -> NDArray[np.float32]:
-        """μ as contiguous slabs ``(n_a, n_v, n_u)`` for slab axis ``axis`` (cached)."""
+        """μ as contiguous slabs ``(n_planes, n_v, n_u)`` for slab axis ``axis`` (cached).
+
+        With ``m`` substeps, plane ``q`` lies at voxel position ``q/m - (m-1)/m`` and holds
+        the linear interpolation along the axis (zero beyond the grid).
+        """
         if axis not in self._slabs:
-            self._slabs[axis] = np.ascontiguousarray(self._mu.transpose(_TRANSPOSE[axis]))
+            stack = np.ascontiguousarray(self._mu.transpose(_TRANSPOSE[axis]))
+            m = self.slab_substeps
+            if m > 1:
+                padded = np.concatenate([np.zeros_like(stack[:1]), stack,
+                                         np.zeros_like(stack[:1])])
+                planes = []
+                for c in range(padded.shape[0] - 1):
+                    lo, hi = padded[c], padded[c + 1]
+                    planes.extend(lo + np.float32(k / m) * (hi - lo) for k in range(m))
+                planes.append(padded[-1])
+                # keep positions -(m-1)/m .. n_a - 1 + (m-1)/m (the outer zero planes drop)
+                stack = np.ascontiguousarray(np.stack(planes[1:-1]))
+            self._slabs[axis] = stack
         return self._slabs[axis]
 
     def _render(self, room_from_ct: NDArray[np.float64], view: ViewGeometry) -> NDArray:
@@ -139,14 +163,17 @@ class DrrRenderer:
         a = int(np.argmax(np.abs(central)))
         u_ax, v_ax = _INPLANE[a]
         slabs = self._slab_stack(a)
-        n_a, n_v, n_u = slabs.shape
+        n_planes, n_v, n_u = slabs.shape
+        n_a = self._mu.shape[2 - a]
+        sub = self.slab_substeps
+        positions = np.arange(n_planes) / sub - (sub - 1) / sub  # voxel index of each plane
         s_a, s_u, s_v = src[a], src[u_ax], src[v_ax]
         if -1.0 <= s_a <= n_a:
             raise InputError(f"view {view.name}: the X-ray source lies inside the CT volume "
                              f"{self.volume.name!r}")
         c0 = (n_a - 1) / 2.0
         depth0 = c0 - s_a
-        ratios = (np.arange(n_a) - s_a) / depth0  # > 0: source outside the slab range
+        ratios = (positions - s_a) / depth0  # > 0: source outside the slab range
 
         # intermediate grid on plane c0: footprint of the volume (zero-padded by one voxel)
         lo, hi = self._footprint(ratios, s_u, s_v, n_u, n_v)
@@ -158,11 +185,11 @@ class DrrRenderer:
 
         acc = np.zeros((height, width), dtype=np.float32)
         tmp = np.empty_like(acc)
-        for c in range(n_a):
+        for c in range(n_planes):
             r = ratios[c]
-            m = np.array([[step * r, 0.0, s_u * (1.0 - r) + lo[0] * r],
-                          [0.0, step * r, s_v * (1.0 - r) + lo[1] * r]])
-            cv2.warpAffine(slabs[c], m, (width, height), dst=tmp, flags=_WARP_FLAGS,
+            affine = np.array([[step * r, 0.0, s_u * (1.0 - r) + lo[0] * r],
+                               [0.0, step * r, s_v * (1.0 - r) + lo[1] * r]])
+            cv2.warpAffine(slabs[c], affine, (width, height), dst=tmp, flags=_WARP_FLAGS,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
             cv2.accumulate(tmp, acc)
 
@@ -174,7 +201,8 @@ class DrrRenderer:
         gy = np.arange(height, dtype=np.float64) * step
         vec = (base[:, None, None] + a_mat[:, u_ax, None, None] * gx[None, None, :]
                + a_mat[:, v_ax, None, None] * gy[None, :, None])
-        weight = (np.sqrt(np.einsum("kyx,kyx->yx", vec, vec)) / abs(depth0)).astype(np.float32)
+        weight = (np.sqrt(np.einsum("kyx,kyx->yx", vec, vec)) / (sub * abs(depth0))).astype(
+            np.float32)
         acc *= weight
 
         # homography: detector pixel (col, row, 1) -> intermediate grid (gx, gy, 1)
