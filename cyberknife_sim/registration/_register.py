@@ -1,0 +1,420 @@
+"""Fiducial-free 6-DoF spine registration of a live orthogonal pair to the planning CT.
+
+Pipeline of :meth:`Registration2D3D.register` (stage names as in ``stage_ms``):
+
+``preprocess``
+    Live images → line integrals (log transform for uint16 counts), cropped to a search
+    window per view around the ROI's projection, enhanced at a coarse and a fine scale
+    (difference of Gaussians, :mod:`._enhance`).
+``initial``
+    Per view, NCC template matching of the enhanced planned-pose DRR of the ROI in the
+    live search window (half resolution, sub-pixel peak); the two 2-D shifts of the target's
+    projection are triangulated into a 3-D translation through the projection matrices.
+``coarse``, ``fine``
+    Gauss-Newton over all six parameters on both views at once (:mod:`._gauss_newton`),
+    moving each DRR pixel with its μ-weighted 3-D point (:mod:`._depth`), first on
+    strongly smoothed images, then on the fine ones.
+``rerender``, ``refine``
+    Real DRRs of the ROI are rendered at the estimate (``DrrRenderer``), their depth maps
+    recomputed, and Gauss-Newton repeats from there. This resolves what the single-depth
+    model gets wrong (out-of-plane rotations); it repeats while the correction is large.
+``verdict``
+    Accepted only if each view's final NCC reaches ``min_ncc``, the two views agree, the
+    optimisation converged and the pose lies within the capture range.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..anatomy import Volume
+from ..errors import InputError
+from ..geometry import check_transform, invert, matrix_from_pose, pose_from_matrix, translation
+from ..imaging import DrrRenderer, ViewGeometry
+from ._depth import Window, pixel_points_room, splat_depth
+from ._enhance import EnhanceMethod, enhance
+from ._gauss_newton import LiveLevel, RefLevel, gauss_newton
+from ._projective import project, triangulate_shift
+from ._roi import DrrContent, roi_model
+from ._shift import match_template_candidates
+
+__all__ = ["Registration2D3D", "RegistrationResult"]
+
+# Resolution levels: reduction factor, DoG sigmas (pixels of the reduced image), and how
+# many of the strongest-gradient DRR pixels per view drive Gauss-Newton.
+_LEVELS = {"coarse": {"scale": 2, "sigma": 1.25, "background": 5.0, "n_pixels": 3000},
+           "fine": {"scale": 1, "sigma": 1.0, "background": 4.0, "n_pixels": 6000}}
+
+
+def _reduce(image: NDArray, scale: int) -> NDArray[np.float32]:
+    """Average ``scale × scale`` blocks (trailing odd rows/columns dropped)."""
+    img = np.asarray(image, dtype=np.float32)
+    if scale == 1:
+        return img
+    h, w = (img.shape[0] // scale) * scale, (img.shape[1] // scale) * scale
+    return cv2.resize(img[:h, :w], (w // scale, h // scale), interpolation=cv2.INTER_AREA)
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    """Outcome of one registration.
+
+    Attributes
+    ----------
+    pose : ndarray, shape (6,)
+        ``(tx, ty, tz, rx, ry, rz)`` (mm, deg): the anatomy's rigid motion in the room about
+        the room origin, ``room_from_ct = matrix_from_pose(pose) @ planned_room_from_ct``.
+    room_from_ct : ndarray, shape (4, 4)
+        The registered CT pose (mm).
+    accepted : bool
+        False when the result must not be trusted (see ``reason``).
+    reason : str
+        ``"ok"`` or why the registration failed.
+    quality : dict
+        Per-view NCC (``ncc``), triangulation residual (``view_disagreement_mm``),
+        template scores, iterations per stage, convergence.
+    elapsed_ms : float
+        Wall time of :meth:`Registration2D3D.register` (ms).
+    stage_ms : dict of str to float
+        Wall time per stage (ms).
+    """
+
+    pose: NDArray[np.float64]
+    room_from_ct: NDArray[np.float64]
+    accepted: bool
+    reason: str
+    quality: dict
+    elapsed_ms: float
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (as printed by ``cksim register``)."""
+        return {"pose": [float(x) for x in self.pose], "accepted": bool(self.accepted),
+                "reason": self.reason, "quality": self.quality,
+                "elapsed_ms": float(self.elapsed_ms),
+                "stage_ms": {k: float(v) for k, v in self.stage_ms.items()},
+                "room_from_ct": self.room_from_ct.tolist()}
+
+
+@dataclass
+class _ViewState:
+    """Per-view constants: geometry, windows, hull of the ROI footprint."""
+
+    view: ViewGeometry
+    drr_window: Window
+    live_window: Window
+
+
+class Registration2D3D:
+    """Registration of live orthogonal X-ray pairs to one planning CT (build once per treatment).
+
+    Parameters
+    ----------
+    volume : Volume
+        Planning CT (HU).
+    views : sequence of two ViewGeometry
+        Geometry of the live images (full detector at the images' binning).
+    target_ct_mm : array-like, shape (3,)
+        Target (CT mm); the ROI box is centred on it.
+    mu_water_per_mm : float
+        Attenuation of water (1/mm) at the effective energy.
+    planned_room_from_ct : array-like, shape (4, 4)
+        CT pose at pose zero (puts the target at the room origin).
+    roi_half_size_mm : float or array-like, shape (3,)
+        Half size of the ROI box along the CT's i, j, k axes (mm); the default covers the
+        treated vertebra and about half of each neighbour.
+    content : {"bone", "all"}
+        What the registration's DRRs contain (see :func:`._roi.roi_model`).
+    enhance_method : {"dog", "gradient", "tophat", "clahe"}
+        Enhancement of live images and DRRs.
+    capture_mm, capture_deg : float
+        Capture range: the search window covers ``capture_mm`` of translation, and a
+        pose beyond ``capture_mm`` (translation norm) or ``capture_deg`` (rotation angle)
+        is reported as failed.
+    min_ncc : float
+        Smallest acceptable final NCC per view (calibrated on good registrations).
+    max_disagreement_mm : float
+        Largest acceptable disagreement between the views' initial 2-D shifts (mm at the
+        imaging center).
+    open_field_counts : float, optional
+        Counts of an unattenuated pixel, to convert uint16 live images to line integrals;
+        if omitted, the brightest pixel stands in (enhancement ignores the offset).
+    max_refinements : int
+        Re-render/refine rounds after the first estimate.
+    oversampling : float
+        ``DrrRenderer`` in-plane oversampling of the registration's DRRs.
+    n_candidates : int
+        Template-match candidates kept per view for the consistent-pair search.
+    """
+
+    def __init__(self, volume: Volume, views: Sequence[ViewGeometry], *,
+                 target_ct_mm: ArrayLike, mu_water_per_mm: float,
+                 planned_room_from_ct: ArrayLike, roi_half_size_mm: float | ArrayLike = 45.0,
+                 content: DrrContent = "bone", enhance_method: EnhanceMethod = "dog",
+                 capture_mm: float = 25.0, capture_deg: float = 6.0, min_ncc: float = 0.3,
+                 max_disagreement_mm: float = 3.0, open_field_counts: float | None = None,
+                 max_refinements: int = 2, oversampling: float = 1.0,
+                 n_candidates: int = 4) -> None:
+        views = tuple(views)
+        if len(views) != 2 or not all(isinstance(v, ViewGeometry) for v in views):
+            raise ValueError("views: expected two ViewGeometry objects")
+        self.views = views
+        self.planned_room_from_ct = check_transform(planned_room_from_ct,
+                                                    name="planned_room_from_ct")
+        self.target_ct_mm = np.asarray(target_ct_mm, dtype=np.float64)
+        self.mu_water_per_mm = float(mu_water_per_mm)
+        self.enhance_method = enhance_method
+        self.capture_mm = float(capture_mm)
+        self.capture_deg = float(capture_deg)
+        self.min_ncc = float(min_ncc)
+        self.max_disagreement_mm = float(max_disagreement_mm)
+        self.open_field_counts = open_field_counts
+        self.max_refinements = int(max_refinements)
+        self.n_candidates = int(n_candidates)
+        self.roi = roi_model(volume, self.target_ct_mm, half_size_mm=roi_half_size_mm,
+                             mu_water_per_mm=self.mu_water_per_mm, content=content)
+        self.target_room = (self.planned_room_from_ct @ np.append(self.target_ct_mm, 1.0))[:3]
+
+        self._states: list[_ViewState] = []
+        corners_room = (self.roi.corners_ct @ self.planned_room_from_ct[:3, :3].T
+                        + self.planned_room_from_ct[:3, 3])
+        for v in views:
+            uv = project(v.projection_matrix, corners_room)
+            drr_w = Window.around(uv.min(axis=0), uv.max(axis=0), v.shape)
+            margin = self._mm_to_px(v, self.capture_mm) + 8
+            live_w = Window.around(uv.min(axis=0) - margin, uv.max(axis=0) + margin, v.shape)
+            self._states.append(_ViewState(v, drr_w, live_w))
+        self.renderer = DrrRenderer(self.roi.volume, [s.drr_window.view(s.view)
+                                                      for s in self._states],
+                                    mu_water_per_mm=self.mu_water_per_mm,
+                                    oversampling=oversampling)
+        self._planned_refs = self._reference(self.planned_room_from_ct,
+                                             levels=("coarse", "fine"))
+
+    # --- helpers --------------------------------------------------------------------------
+    def _mm_to_px(self, view: ViewGeometry, mm: float) -> int:
+        """Pixels spanned at the detector by ``mm`` at the target (magnified)."""
+        mag = view.source_to_detector_mm / float(
+            np.linalg.norm(self.target_room - view.source_room))
+        return int(np.ceil(mm * mag / view.pixel_spacing_mm))
+
+    def _reference(self, room_from_ct: NDArray, *, levels: tuple[str, ...]) -> dict:
+        """Render DRRs at a pose and build each level's :class:`RefLevel` per view."""
+        drrs = self.renderer.render(room_from_ct)
+        pts_room = self.roi.points_ct @ room_from_ct[:3, :3].T + room_from_ct[:3, 3]
+        target_room = (room_from_ct @ np.append(self.target_ct_mm, 1.0))[:3]
+        corners = self.roi.corners_ct @ room_from_ct[:3, :3].T + room_from_ct[:3, 3]
+        out: dict = {"drr": drrs, "room_from_ct": room_from_ct, "levels": {}}
+        for lvl in levels:
+            out["levels"][lvl] = []
+        for st, drr in zip(self._states, drrs, strict=True):
+            v, w = st.view, st.drr_window
+            p = v.projection_matrix
+            target_depth = float(p[2, :3] @ target_room + p[2, 3])
+            depth = splat_depth(v, w, pts_room, self.roi.weights, default_depth_mm=target_depth)
+            hull = project(p, corners) - np.array([w.c0, w.r0])
+            mask = np.zeros((w.h, w.w), np.float32)
+            cv2.fillConvexPoly(mask, cv2.convexHull(np.rint(hull).astype(np.int32)), 1.0)
+            for lvl in levels:
+                cfg = _LEVELS[lvl]
+                sc = cfg["scale"]
+                img = enhance(_reduce(drr, sc), method=self.enhance_method,
+                              sigma_px=cfg["sigma"], background_sigma_px=cfg["background"])
+                erode = max(2, int(round(2 * cfg["sigma"])))
+                m = cv2.erode(_reduce(mask, sc), np.ones((2 * erode + 1, 2 * erode + 1),
+                                                         np.float32)) > 0.99
+                gc = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=1)
+                gr = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=1)
+                strength = np.where(m, gc * gc + gr * gr, -1.0).ravel()
+                n = min(int(cfg["n_pixels"]), int(m.sum()))
+                idx = np.argpartition(strength, -n)[-n:] if n > 0 else np.zeros(0, int)
+                rows, cols = np.unravel_index(np.sort(idx), img.shape)
+                vals = img[rows, cols].astype(np.float64)
+                vals = (vals - vals.mean()) / max(vals.std(), 1e-12)
+                fc = sc * cols + 0.5 * (sc - 1)  # full-resolution window pixel
+                fr = sc * rows + 0.5 * (sc - 1)
+                d = depth[np.clip(np.rint(fr).astype(int), 0, w.h - 1),
+                          np.clip(np.rint(fc).astype(int), 0, w.w - 1)]
+                pts = pixel_points_room(v, fc + w.c0, fr + w.r0, d)
+                out["levels"][lvl].append(RefLevel(p, pts, vals))
+                out.setdefault("enhanced", {}).setdefault(lvl, []).append(img)
+        return out
+
+    def _line_integrals(self, image: ArrayLike, index: int,
+                        window: Window) -> NDArray[np.float32]:
+        """Live image (line integrals or counts) → float32 line integrals over ``window``."""
+        v = self.views[index]
+        a = np.asarray(image)
+        if a.ndim != 2 or a.shape != v.shape:
+            raise InputError(f"live image {v.name}: shape {a.shape} does not match the "
+                             f"geometry's detector shape {v.shape}")
+        if np.issubdtype(a.dtype, np.integer):
+            i0 = self.open_field_counts or max(float(a.max()), 1.0)
+            crop = np.maximum(a[window.slices].astype(np.float32), np.float32(0.5))
+            return np.float32(np.log(i0)) - np.log(crop)
+        li = a[window.slices].astype(np.float32)
+        if not np.all(np.isfinite(li)):
+            raise InputError(f"live image {v.name}: contains NaN or infinite values")
+        return li
+
+    # --- the registration -----------------------------------------------------------------
+    def register(self, live_images: Sequence[ArrayLike], *,
+                 initial_pose: ArrayLike | None = None,
+                 rng: np.random.Generator | None = None) -> RegistrationResult:
+        """Register one live pair.
+
+        Parameters
+        ----------
+        live_images : sequence of two arrays, each shape ``view.shape``
+            Line integrals (float) or detector counts (integer dtype), in view order.
+        initial_pose : array-like, shape (6,), optional
+            Start here (mm, deg) instead of searching from the planned pose.
+        rng : numpy.random.Generator, optional
+            Unused (the method is deterministic); accepted for a uniform API.
+
+        Returns
+        -------
+        RegistrationResult
+        """
+        del rng
+        t_start = time.perf_counter()
+        stage: dict[str, float] = {}
+        clock = [t_start]
+
+        def lap(name: str) -> None:
+            now = time.perf_counter()
+            stage[name] = stage.get(name, 0.0) + 1e3 * (now - clock[0])
+            clock[0] = now
+
+        if len(live_images) != 2:
+            raise InputError(f"expected a pair of live images, got {len(live_images)}")
+        quality: dict = {"ncc": [0.0, 0.0], "iterations": {}}
+        lives: dict[str, list[LiveLevel]] = {"coarse": [], "fine": []}
+        blank = []
+        for k, (img, st) in enumerate(zip(live_images, self._states, strict=True)):
+            li = self._line_integrals(img, k, st.live_window)
+            for lvl in ("coarse", "fine"):
+                cfg = _LEVELS[lvl]
+                e = enhance(_reduce(li, cfg["scale"]), method=self.enhance_method,
+                            sigma_px=cfg["sigma"], background_sigma_px=cfg["background"])
+                lives[lvl].append(LiveLevel.from_image(e, st.live_window.c0,
+                                                       st.live_window.r0, scale=cfg["scale"]))
+            blank.append(float(np.std(lives["fine"][-1].image)) < 1e-6)
+        lap("preprocess")
+        if any(blank):
+            names = [st.view.name for st, b in zip(self._states, blank, strict=True) if b]
+            return self._result(np.eye(4), False, f"live image(s) {', '.join(names)} show no "
+                                "structure (blank)", quality, stage, t_start)
+
+        # --- initial translation by template matching + triangulation ---------------------
+        if initial_pose is None:
+            cands = []
+            for k, st in enumerate(self._states):
+                found = match_template_candidates(lives["coarse"][k].image,
+                                                  self._planned_refs["enhanced"]["coarse"][k],
+                                                  n_candidates=self.n_candidates)
+                base = np.array([st.live_window.c0 - st.drr_window.c0,
+                                 st.live_window.r0 - st.drr_window.r0], dtype=np.float64)
+                # reduced → full pixels
+                cands.append([(_LEVELS["coarse"]["scale"] * off + base, sc) for off, sc in found])
+            t_mm, disagreement, scores = self._best_pair(cands)
+            quality["template_scores"] = [float(x) for x in scores]
+            quality["view_disagreement_mm"] = disagreement
+            start = translation(t_mm)
+        else:
+            start = matrix_from_pose(np.asarray(initial_pose, dtype=np.float64))
+            disagreement = 0.0
+            quality["view_disagreement_mm"] = None
+        lap("initial")
+
+        # --- Gauss-Newton, coarse then fine, against the planned-pose DRRs ----------------
+        refs = self._planned_refs
+        motion, info = gauss_newton(refs["levels"]["coarse"], lives["coarse"], start,
+                                    max_iterations=12, tol_mm=0.1, tol_deg=0.1)
+        quality["iterations"]["coarse"] = info["iterations"]
+        lap("coarse")
+
+        # --- re-render at the estimate and refine ---------------------------------------------
+        room_from_ct = motion @ self.planned_room_from_ct
+        quality["iterations"]["refine"] = []
+        for _ in range(self.max_refinements):
+            if not self._plausible(room_from_ct):
+                break
+            refs = self._reference(room_from_ct, levels=("fine",))
+            lap("rerender")
+            rel, info = gauss_newton(refs["levels"]["fine"], lives["fine"], np.eye(4),
+                                     max_iterations=6, tol_mm=0.01, tol_deg=0.01)
+            room_from_ct = rel @ room_from_ct
+            quality["iterations"]["refine"].append(info["iterations"])
+            lap("refine")
+            if np.linalg.norm(rel[:3, 3]) < 0.05 and np.degrees(
+                    np.arccos(np.clip((np.trace(rel[:3, :3]) - 1) / 2, -1, 1))) < 0.05:
+                break
+        quality["ncc"] = [float(c) for c in info["ncc"]]
+        quality["converged"] = bool(info["converged"] or (info["last_step_mm"] < 0.05
+                                                          and info["last_step_deg"] < 0.05))
+
+        # --- verdict ------------------------------------------------------------------------
+        motion = room_from_ct @ invert(self.planned_room_from_ct)
+        reason = self._verdict(motion, quality, disagreement)
+        lap("verdict")
+        return self._result(motion, reason == "ok", reason, quality, stage, t_start)
+
+    def _best_pair(self, cands: list[list[tuple[NDArray, float]]]) -> tuple[
+            NDArray, float, tuple[float, float]]:
+        """Pick one template match per view: the best summed score among pairs whose
+        triangulated shifts agree within ``max_disagreement_mm`` (else the most consistent)."""
+        ps = np.array([v.projection_matrix for v in self.views])
+        best = None
+        for s0, c0 in cands[0]:
+            for s1, c1 in cands[1]:
+                t_mm, res_px = triangulate_shift(ps, self.target_room, np.array([s0, s1]))
+                dis = float(np.max([r * v.pixel_spacing_mm / self._mag(v)
+                                    for r, v in zip(res_px, self.views, strict=True)]))
+                ok = dis <= self.max_disagreement_mm and np.linalg.norm(t_mm) <= self.capture_mm
+                key = (ok, c0 + c1 if ok else -dis)
+                if best is None or key > best[0]:
+                    best = (key, t_mm, dis, (c0, c1))
+        assert best is not None
+        return best[1], best[2], best[3]
+
+    def _mag(self, view: ViewGeometry) -> float:
+        return view.source_to_detector_mm / float(np.linalg.norm(self.target_room
+                                                                 - view.source_room))
+
+    def _plausible(self, room_from_ct: NDArray) -> bool:
+        motion = room_from_ct @ invert(self.planned_room_from_ct)
+        return bool(np.linalg.norm(motion[:3, 3]) <= 2 * self.capture_mm)
+
+    def _verdict(self, motion: NDArray, quality: dict, disagreement: float) -> str:
+        pose = pose_from_matrix(motion)
+        angle = float(np.degrees(np.arccos(np.clip((np.trace(motion[:3, :3]) - 1) / 2, -1, 1))))
+        worst = int(np.argmin(quality["ncc"]))
+        if quality["ncc"][worst] < self.min_ncc:
+            return (f"similarity too low in view {self.views[worst].name}: NCC "
+                    f"{quality['ncc'][worst]:.3f} < {self.min_ncc:.3f}")
+        if disagreement > self.max_disagreement_mm:
+            return (f"the two views disagree: {disagreement:.1f} mm between their shifts "
+                    f"(limit {self.max_disagreement_mm:.1f} mm)")
+        if np.linalg.norm(pose[:3]) > self.capture_mm:
+            return (f"translation {np.linalg.norm(pose[:3]):.1f} mm beyond the capture range "
+                    f"({self.capture_mm:.0f} mm)")
+        if angle > self.capture_deg:
+            return f"rotation {angle:.1f} deg beyond the capture range ({self.capture_deg} deg)"
+        if not quality["converged"]:
+            return "optimisation did not converge"
+        return "ok"
+
+    def _result(self, motion: NDArray, accepted: bool, reason: str, quality: dict,
+                stage: dict, t_start: float) -> RegistrationResult:
+        pose = pose_from_matrix(motion)
+        return RegistrationResult(pose=pose, room_from_ct=motion @ self.planned_room_from_ct,
+                                  accepted=bool(accepted), reason=reason, quality=quality,
+                                  elapsed_ms=1e3 * (time.perf_counter() - t_start),
+                                  stage_ms=stage)
