@@ -23,6 +23,7 @@ COMMANDS = (
     "phantom",
     "predict",
     "run",
+    "view",
 )
 """Modules of :mod:`cyberknife_sim.commands`, in the order ``cksim --help`` lists them."""
 

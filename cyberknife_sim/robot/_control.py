@@ -190,7 +190,8 @@ class RobotController:
 
         The command issued now enters the latency queue; the servo follows the newest
         command at least ``command_latency_s`` old, as a first-order lag clipped to the
-        joint acceleration and speed limits.
+        speed from which it can still stop at the acceleration limit, then to the joint
+        acceleration and speed limits.
         """
         if not (dt_s > 0.0 and math.isfinite(dt_s)):
             raise ValueError(f"dt_s must be a positive number, got {dt_s}")
@@ -201,7 +202,11 @@ class RobotController:
             self._queue.popleft()
         q_cmd = self._queue[0][1]
         frac = -math.expm1(-dt_s / self.servo_lag_s) if self.servo_lag_s > 0.0 else 1.0
-        v = frac * (q_cmd - self._q) / dt_s
+        err = q_cmd - self._q
+        v = frac * err / dt_s
+        # never faster than a stop at the acceleration limit allows (no overshoot)
+        v_stop = np.sqrt(2.0 * self._amax * np.abs(err))
+        v = np.clip(v, -v_stop, v_stop)
         dv = np.clip(v - self._qd, -self._amax * dt_s, self._amax * dt_s)
         v = np.clip(self._qd + dv, -self._vmax, self._vmax)
         self._q = np.clip(self._q + v * dt_s, self._lo, self._hi)

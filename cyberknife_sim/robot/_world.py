@@ -81,7 +81,7 @@ class RobotWorld:
     def __init__(self, scene: Scene, *, gui: bool = False):
         if gui and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise CksimError("no display available for the PyBullet GUI (DISPLAY is not set); "
-                             "run headless or render frames instead")
+                             "render headlessly instead: cksim view SCENE --out FILE.gif")
         self.scene = scene
         self.chain: Chain = load_chain()
         self.room_from_base_mm = room_from_base(scene.room.robot.base_position_mm,
