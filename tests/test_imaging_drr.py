@@ -179,3 +179,27 @@ def test_bad_inputs(views):
     with pytest.raises(InputError, match="outside the CT"):
         DrrRenderer(vol, views, mu_water_per_mm=MU_W, roi_center_ct=(500, 0, 0),
                     roi_half_size_mm=10)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    from cyberknife_sim.anatomy import make_phantom
+
+    return make_phantom("default", seed=0)
+
+
+@pytest.mark.parametrize("pose", POSES)
+def test_fast_matches_reference_on_phantom(phantom, pose):
+    """Relative RMS error < 1 % against fine trilinear ray marching (both views)."""
+    from cyberknife_sim.anatomy import planned_room_from_ct
+
+    target = phantom.truth.target_center_ct_mm
+    roi = phantom.volume.crop_around(target, (60.0, 60.0, 60.0))
+    views = imaging_pair(ImagingSettings(), binning=8)  # 128 x 128 at 3.2 mm
+    room_from_ct = matrix_from_pose(pose) @ planned_room_from_ct(target)
+    fast = DrrRenderer(roi, views, mu_water_per_mm=0.0206).render(room_from_ct)
+    for view, drr in zip(views, fast, strict=True):
+        ref = reference_drr(roi, view, room_from_ct, mu_water_per_mm=0.0206, step_mm=0.5)
+        assert ref.max() > 2.0
+        rel_rms = np.sqrt(np.mean((drr - ref) ** 2) / np.mean(ref**2))
+        assert rel_rms < 0.01, f"{view.name} pose {pose}: relative RMS error {rel_rms:.4f}"

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import sparse
 
 from ..anatomy import Volume
 from ..errors import InputError
@@ -43,6 +44,36 @@ _INPLANE = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
 # transposition of mu[k, j, i] to (n_a, n_v, n_u)
 _TRANSPOSE = {0: (2, 0, 1), 1: (1, 0, 2), 2: (0, 1, 2)}
 _WARP_FLAGS = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+
+
+def _lerp_matrix(ratios: NDArray, s_w: float, lo_w: float, step: float, n_out: int, n_in: int,
+                 *, block: bool) -> sparse.csr_array:
+    """Linear-interpolation weights of every plane along one in-plane axis (zero outside).
+
+    Plane ``c`` is sampled at ``w = s_w + (lo_w + step·g - s_w)·r_c`` for output index g.
+    ``block=True``: shape ``(n_planes·n_out, n_planes·n_in)``, block-diagonal (one block per
+    plane). ``block=False``: shape ``(n_out, n_planes·n_in)``, summing over the planes.
+    """
+    n_p = ratios.size
+    g = np.arange(n_out, dtype=np.float64)
+    w = s_w * (1.0 - ratios[:, None]) + (lo_w + step * g[None, :]) * ratios[:, None]
+    w0 = np.floor(w)
+    f = (w - w0).astype(np.float32)
+    w0 = w0.astype(np.int64)
+    i0, i1 = w0, w0 + 1
+    data = np.stack([np.where((i0 >= 0) & (i0 < n_in), 1.0 - f, 0.0),
+                     np.where((i1 >= 0) & (i1 < n_in), f, 0.0)], axis=-1).astype(np.float32)
+    offset = (np.arange(n_p) * n_in)[:, None, None]
+    cols = np.stack([np.clip(i0, 0, n_in - 1), np.clip(i1, 0, n_in - 1)], axis=-1) + offset
+    if block:  # rows (plane, g)
+        shape = (n_p * n_out, n_p * n_in)
+        indptr = np.arange(0, 2 * n_p * n_out + 1, 2)
+        return sparse.csr_array((data.ravel(), cols.ravel(), indptr), shape=shape)
+    # rows g, each with 2 entries per plane
+    data = data.transpose(1, 0, 2).reshape(n_out, -1)
+    cols = cols.transpose(1, 0, 2).reshape(n_out, -1)
+    indptr = np.arange(0, 2 * n_p * n_out + 1, 2 * n_p)
+    return sparse.csr_array((data.ravel(), cols.ravel(), indptr), shape=(n_out, n_p * n_in))
 
 
 class DrrRenderer:
@@ -183,33 +214,30 @@ class DrrRenderer:
         step = 1.0 / self.oversampling
         width, height = (np.ceil((hi - lo) / step).astype(int) + 1).tolist()
 
-        acc = np.zeros((height, width), dtype=np.float32)
-        tmp = np.empty_like(acc)
-        for c in range(n_planes):
-            r = ratios[c]
-            affine = np.array([[step * r, 0.0, s_u * (1.0 - r) + lo[0] * r],
-                               [0.0, step * r, s_v * (1.0 - r) + lo[1] * r]])
-            cv2.warpAffine(slabs[c], affine, (width, height), dst=tmp, flags=_WARP_FLAGS,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-            cv2.accumulate(tmp, acc)
+        # sum over planes of the bilinearly resampled slabs, as two sparse products:
+        # along v (block-diagonal over planes), then along u and over planes at once
+        w_v = _lerp_matrix(ratios, s_v, lo[1], step, height, n_v, block=True)
+        w_u = _lerp_matrix(ratios, s_u, lo[0], step, width, n_u, block=False)
+        t = (w_v @ slabs.reshape(n_planes * n_v, n_u)).reshape(n_planes, height, n_u)
+        t = np.ascontiguousarray(t.transpose(0, 2, 1)).reshape(n_planes * n_u, height)
+        acc_t = np.asarray(w_u @ t, dtype=np.float32)  # (width, height): transposed image
 
-        # path length (mm) per slab along the ray through each intermediate grid point
+        # path length (mm) per plane along the ray through each intermediate grid point
         a_mat = room_from_ijk[:3, :3]
         base = a_mat[:, a] * depth0 + a_mat[:, u_ax] * (lo[0] - s_u) + a_mat[:, v_ax] * (
             lo[1] - s_v)
         gx = np.arange(width, dtype=np.float64) * step
         gy = np.arange(height, dtype=np.float64) * step
-        vec = (base[:, None, None] + a_mat[:, u_ax, None, None] * gx[None, None, :]
-               + a_mat[:, v_ax, None, None] * gy[None, :, None])
-        weight = (np.sqrt(np.einsum("kyx,kyx->yx", vec, vec)) / (sub * abs(depth0))).astype(
+        vec = (base[:, None, None] + a_mat[:, u_ax, None, None] * gx[None, :, None]
+               + a_mat[:, v_ax, None, None] * gy[None, None, :])
+        acc_t *= (np.sqrt(np.einsum("kxy,kxy->xy", vec, vec)) / (sub * abs(depth0))).astype(
             np.float32)
-        acc *= weight
 
-        # homography: detector pixel (col, row, 1) -> intermediate grid (gx, gy, 1)
-        h_plane = np.vstack([s_u * d[a] + depth0 * d[u_ax], s_v * d[a] + depth0 * d[v_ax], d[a]])
-        to_grid = np.array([[1 / step, 0, -lo[0] / step], [0, 1 / step, -lo[1] / step], [0, 0, 1]])
+        # homography: detector pixel (col, row, 1) -> transposed grid (gy, gx, 1)
+        h_plane = np.vstack([s_v * d[a] + depth0 * d[v_ax], s_u * d[a] + depth0 * d[u_ax], d[a]])
+        to_grid = np.array([[1 / step, 0, -lo[1] / step], [0, 1 / step, -lo[0] / step], [0, 0, 1]])
         rows, cols = view.shape
-        return cv2.warpPerspective(acc, to_grid @ h_plane, (cols, rows), flags=_WARP_FLAGS,
+        return cv2.warpPerspective(acc_t, to_grid @ h_plane, (cols, rows), flags=_WARP_FLAGS,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
 
     @staticmethod
