@@ -122,14 +122,15 @@ def test_decomposition_sums_to_the_error_vector():
         assert np.linalg.norm(v[on], axis=1).max() > 1e-4, name
 
 
-def test_spine_tracking_removes_a_sudden_shift_at_the_next_image():
-    shift = {"time_s": 20.0, "translation_mm": [5.0, 0.0, 0.0]}
+def test_a_shift_along_y_is_missed_until_the_next_image():
+    """Markers ride the chest along y (anterior), so a y shift is invisible to the patient-
+    motion check: the beam misses by the shift until the next X-ray pair corrects it."""
+    shift = {"time_s": 20.0, "translation_mm": [0.0, 5.0, 0.0]}
     sc = scene_with(motion={**STILL, "spine": {**STILL["spine"], "shifts": [shift]}},
                     tracking={"mode": "spine", "imaging_interval_s": 30.0})
     res = run(sc, duration_s=60.0)
     t, e = beam_on_errors(res)
-    opts = EXACT
-    first_image_after = 30.0 + opts.image_processing_s
+    first_image_after = 30.0 + EXACT.image_processing_s
     before = t < 20.0
     during = (t >= 20.0 + 0.04) & (t < first_image_after - 0.04)
     after = t >= first_image_after + 0.04
@@ -137,12 +138,33 @@ def test_spine_tracking_removes_a_sudden_shift_at_the_next_image():
     assert e[before].max() < 1e-9
     # the beam misses by the shift's component perpendicular to each beam
     d = res.record.beam_direction[res.record.beam_on_s > 0][during]
-    expect = np.linalg.norm(np.array([5.0, 0, 0]) - (d @ [5.0, 0, 0])[:, None] * d, axis=1)
+    v = np.array([0.0, 5.0, 0.0])
+    expect = np.linalg.norm(v - (d @ v)[:, None] * d, axis=1)
     np.testing.assert_allclose(e[during], expect, atol=1e-9)
     assert e[after].max() < 1e-9
     # the error is booked to the motion model (spine motion since the last image)
     corr = np.linalg.norm(res.record.components["correlation"][res.record.beam_on_s > 0], axis=1)
     np.testing.assert_allclose(corr[during], e[during], atol=1e-9)
+
+
+def test_a_lateral_shift_is_seen_by_the_markers_and_corrected_at_once():
+    shift = {"time_s": 20.0, "translation_mm": [5.0, 0.0, 0.0]}
+    sc = scene_with(motion={**STILL, "spine": {**STILL["spine"], "shifts": [shift]}},
+                    tracking={"mode": "spine", "imaging_interval_s": 30.0})
+    res = run(sc, duration_s=40.0)
+    ev = [e for e in res.summary["events"] if e["kind"] == "patient_moved"]
+    assert len(ev) == 1
+    cam = sc.tracking.markers
+    dt = sc.simulation.time_step_s
+    # detected within camera latency + one frame + one step of the shift
+    assert 20.0 <= ev[0]["time_s"] <= 20.0 + cam.latency_s + 1 / cam.rate_hz + dt + 1e-9
+    images = [e for e in res.summary["events"] if e["kind"] == "image" and e["time_s"] > 20.0]
+    assert images and images[0]["time_s"] <= ev[0]["time_s"] + dt + 1e-9
+    t, e = beam_on_errors(res)
+    fixed = images[0]["time_s"] + EXACT.image_processing_s + dt
+    assert e[t > fixed].max() < 1e-9
+    assert (t[(e > 1e-6)] < fixed).all()
+    assert res.summary["beam_hold_s_by_reason"]["patient_moved"] > 0
 
 
 def test_tracking_off_error_grows_with_the_drift():

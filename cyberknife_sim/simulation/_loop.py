@@ -51,7 +51,7 @@ from ._imaging import Imager, ImageResult
 __all__ = ["HOLD_REASONS", "Beam", "LoopOptions", "LoopRecord", "StoppedEarly", "run_loop"]
 
 HOLD_REASONS = ("setup", "registration_failed", "correction_limit", "model_residual",
-                "outside_model_range", "markers_lost", "robot_following")
+                "outside_model_range", "markers_lost", "patient_moved", "robot_following")
 """Interlocks that hold the beam; bit i of ``LoopRecord.hold_mask`` is ``HOLD_REASONS[i]``."""
 
 
@@ -103,6 +103,9 @@ class LoopOptions:
     model_range_margin : float
         Hold when the external signal leaves the fitted range by more than this fraction of
         the range.
+    patient_moved_mm : float
+        Hold and take an X-ray pair at once when the marker centroid moves this far across
+        the breathing direction (room x-z plane) from where it was at the last pair (mm).
     max_hold_s : float
         Stop the treatment when the beam is held continuously this long (s).
     target_localization_sigma_mm : float
@@ -114,7 +117,8 @@ class LoopOptions:
     retry_s: float = 5.0
     image_processing_s: float = 0.5
     markers_lost_s: float = 0.3
-    model_range_margin: float = 0.25
+    model_range_margin: float = 0.6
+    patient_moved_mm: float = 1.5
     max_hold_s: float = 300.0
     target_localization_sigma_mm: float = 0.1
 
@@ -231,6 +235,10 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
     reference = frames.positions_room[np.flatnonzero(frames.valid)[0]] if frames.valid.any() \
         else truth.marker_positions_room([0.0])[0]
     sig_meas = marker_signal_mm(frames.positions_room, reference)  # NaN when dropped
+    centroid_xz = frames.positions_room.mean(axis=1)[:, [0, 2]]  # NaN when dropped
+    ref_xz = centroid_xz[np.flatnonzero(frames.valid)[0]] if frames.valid.any() \
+        else np.zeros(2)
+    last_xz = ref_xz
     sig_true_frames = marker_signal_mm(truth.marker_positions_room(frames.time_s), reference)
     rec.ext_true[:] = np.interp(t_all, frames.time_s, sig_true_frames)
     frame_dt = 1.0 / camera.rate_hz
@@ -295,6 +303,12 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                 detail = {"accepted": ok, "reason": res.reason,
                           "pose": [round(float(v), 4) for v in res.pose]}
                 if ok:
+                    kf = int(np.searchsorted(frames.available_s, t, side="right"))
+                    recent = centroid_xz[max(kf - 13, 0):kf]
+                    recent = recent[np.isfinite(recent[:, 0])]
+                    if recent.size:
+                        ref_xz = recent.mean(axis=0)
+                    holds.discard("patient_moved")
                     pose_err = res.pose - pose_all[i_img]
                     detail["pose_error"] = [round(float(v), 4) for v in pose_err]
                     over_t = np.linalg.norm(res.pose[:3]) > lim.max_translation_mm
@@ -345,6 +359,7 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                 s = sig_meas[next_frame]
                 if np.isfinite(s):
                     last_valid_frame_t = frames.time_s[next_frame]
+                    last_xz = centroid_xz[next_frame]
                 p = float(predictor.update(s)[0])
                 vel_pred = 0.0 if not np.isfinite(prev_pred) else (p - prev_pred) / frame_dt
                 prev_pred = sig_pred = p
@@ -353,6 +368,12 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                 next_frame += 1
             while pending and pending[0][0] <= t + 1e-9:
                 _, s_hat_now, v_hat_now = pending.popleft()
+            if (mode != "none" and have_spine and "patient_moved" not in holds
+                    and np.hypot(*(last_xz - ref_xz)) > options.patient_moved_mm):
+                holds.add("patient_moved")
+                next_image_t = t
+                event(t, "patient_moved", marker_shift_mm=round(float(np.hypot(
+                    *(last_xz - ref_xz))), 3))
             if mode == "spine_breathing":
                 if t - last_valid_frame_t - camera.latency_s > options.markers_lost_s:
                     holds.add("markers_lost")
@@ -409,7 +430,8 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
             rec.hold_mask[i] = mask
             delivering = beam_k < len(beams) and at_node
             if delivering and holds:
-                rec.hold_s += dt
+                if holds != {"setup"}:
+                    rec.hold_s += dt
                 for name in holds:
                     rec.hold_s_by_reason[name] = rec.hold_s_by_reason.get(name, 0.0) + dt
                 if hold_started is None:

@@ -51,6 +51,9 @@ class ControllerRobot:
         self._cmd: tuple[NDArray[np.float64], NDArray[np.float64], NDArray] | None = None
         self.following_error_mm = float("inf")
         self.arrived = False
+        self._key: tuple | None = None
+        self._offset = np.zeros(3)
+        self._axis = controller.beam_axis()
 
     def goto(self, beam: Beam) -> None:
         """Start moving to ``beam``'s node (the servo limits set the traversal time)."""
@@ -64,17 +67,21 @@ class ControllerRobot:
         rot = rotation_deg if np.any(rotation_deg) else None
         self.controller.command(beam.source_room, target_room, rotation_deg=rot,
                                 node_joints_deg=beam.joints_deg)
-        src, d = self._pointing(beam.source_room, beam.aim_room, target_room,
-                                rotation_deg=rot)
-        self._cmd = (src, d, np.asarray(target_room, dtype=np.float64))
+        key = (id(beam), None if rot is None else np.asarray(rot, dtype=np.float64).tobytes())
+        if key != self._key:  # the rotated node offset changes only with the beam or image
+            src, _ = self._pointing(beam.source_room, beam.aim_room, beam.aim_room,
+                                    rotation_deg=rot)
+            self._key, self._offset = key, src - beam.aim_room
+        tgt = np.asarray(target_room, dtype=np.float64)
+        self._cmd = (tgt + self._offset, None, tgt)
 
     def step(self, t_s: float, dt_s: float) -> None:
         """Advance the servo by ``dt_s`` (s) and update the following error and arrival."""
         self.controller.step(dt_s)
+        self._axis = p, d = self.controller.beam_axis()
         if self._cmd is None:
             return
         src, _, tgt = self._cmd
-        p, d = self.controller.beam_axis()
         v = tgt - p
         self.following_error_mm = float(np.linalg.norm(v - (v @ d) * d))
         if not self.arrived:
@@ -82,8 +89,9 @@ class ControllerRobot:
                             and float(np.linalg.norm(p - src)) < ARRIVAL_SOURCE_MM)
 
     def beam_axis(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Actual beam source (room mm) and unit direction from the simulated joints."""
-        return self.controller.beam_axis()
+        """Actual beam source (room mm) and unit direction from the simulated joints (as of
+        the last :meth:`step`)."""
+        return self._axis
 
 
 def build_plan_and_robot(scene, *, rng: np.random.Generator, beams=None, robot=None):
