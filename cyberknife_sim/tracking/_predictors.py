@@ -274,8 +274,12 @@ class RLSPredictor(_RegressionPredictor):
         self.P -= gain[:, :, None] * pu[:, None, :]
         # forget only while P is bounded: no wind-up along directions the signal does not
         # excite (a smooth signal's increments are nearly collinear)
-        self.P *= np.where(self._diag.sum(axis=1) < self._trace_max, 1.0 / self.lam,
-                           1.0)[:, None, None]
+        trace = self._diag.sum(axis=1)
+        self.P *= np.where(trace < self._trace_max, 1.0 / self.lam, 1.0)[:, None, None]
+        if not (self._diag.min() > 0.0 and np.isfinite(trace).all()):
+            # round-off broke positive definiteness (e.g. after a jump in the signal):
+            # restart the inverse correlation, keep the weights
+            self.P[...] = np.eye(self.order) * self.delta
 
 
 class KalmanPredictor(Predictor):
