@@ -114,3 +114,30 @@ def test_gui_without_display_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(CksimError, match="no display"):
         RobotWorld(scene_from_dict({}), gui=True)
+
+
+def test_cksim_view_without_display_is_one_line_exit_2(monkeypatch, capsys, repo_root):
+    from cyberknife_sim.cli import main
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["view", str(repo_root / "scenes" / "default.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no display" in err[0] and "--out" in err[0]
+
+
+def test_cksim_view_writes_an_animation_of_the_moving_robot(tmp_path, repo_root):
+    from PIL import Image
+
+    from cyberknife_sim.cli import main
+
+    out = tmp_path / "track.gif"
+    assert main(["view", str(repo_root / "scenes" / "default.yaml"), "--out", str(out),
+                 "--seconds", "3", "--fps", "2", "--size", "96x72"]) == 0
+    im = Image.open(out)
+    frames = []
+    for i in range(im.n_frames):
+        im.seek(i)
+        frames.append(np.asarray(im.convert("RGB"), dtype=int))
+    assert len(frames) == 6
+    assert np.abs(frames[0] - frames[-1]).max() > 30  # the robot moved between nodes
