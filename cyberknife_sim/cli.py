@@ -24,6 +24,8 @@ COMMANDS = (
     "predict",
     "run",
     "view",
+    "drr",
+    "xray",
 )
 """Modules of :mod:`cyberknife_sim.commands`, in the order ``cksim --help`` lists them."""
 

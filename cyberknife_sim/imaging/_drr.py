@@ -1,26 +1,28 @@
-"""Fast DRRs: perspective shear-warp of CT slabs with OpenCV.
+"""Fast DRRs: perspective shear-warp of CT slabs.
 
 Scheme (per view and pose), all in voxel-index space of the CT, where the volume is a unit
 grid and the X-ray source is a point ``S``:
 
 1. Pick the slab axis ``a`` (i, j or k) along which the central ray advances most per voxel
    (Joseph's criterion), so every ray crosses each slab ``a = c`` once and moves at most
-   about one voxel sideways between slabs.
-2. Every ray meets every slab plane; the intersection with plane ``c`` is the intersection
+   about one voxel sideways between slabs. (The default views lie in the room x-y plane, so
+   this is i or j; any pose and CT orientation work.)
+2. Every ray meets every slab plane; its intersection with plane ``c`` is its intersection
    with a fixed intermediate plane ``a = c0`` scaled about the source's foot point by
-   ``r_c = (c - S_a) / (c0 - S_a)``. So the sum over slabs of the bilinearly sampled
-   slab ``μ_c`` is an *intermediate image* on plane ``c0`` accumulated with one
-   scale-and-shift ``cv2.warpAffine`` per slab.
+   ``r_c = (c - S_a) / (c0 - S_a)``: a scale and shift, separable in the two in-plane axes.
+   So the sum over slabs of the bilinearly sampled ``μ_c`` (the *intermediate image* on
+   plane ``c0``, ``oversampling`` samples per voxel) is two sparse linear-interpolation
+   products: along v (one block per slab), then along u and over the slabs at once.
 3. All slab crossings of one ray are equally long: the path length per slab is
    ``|A e| / |e_a|`` (``A`` = room mm per voxel index, ``e`` = ray direction in index
    space), a smooth weight map multiplied into the intermediate image.
 4. One ``cv2.warpPerspective`` (the homography detector pixel → intermediate plane) takes the
    weighted intermediate image to the detector.
 
-The result is Joseph's line integral (bilinear in the slab, rectangle rule across slabs),
-which agrees with a fine trilinear ray march to well under 1 % (see the tests). What does
-not depend on the pose (μ, slab stacks per axis, an optional region-of-interest crop) is
-computed once in the constructor.
+The result is Joseph's line integral (bilinear in the slab, rectangle rule across slabs,
+optionally ``slab_substeps`` planes per voxel), which agrees with a fine trilinear ray march
+to well under 1 % (see the tests). What does not depend on the pose (μ, slab stacks per
+axis, an optional region-of-interest crop) is computed once in the constructor.
 """
 
 from __future__ import annotations
