@@ -97,9 +97,15 @@ def _sample(live: LiveLevel, uv: NDArray[np.float64]) -> tuple[NDArray, ...]:
 
 
 def _evaluate(refs: list[RefLevel], lives: list[LiveLevel], t: NDArray[np.float64], *,
-              want_jacobian: bool) -> tuple[float, list[float], NDArray | None, NDArray | None]:
-    """Cost (mean over views of 1 - NCC), per-view NCC and the stacked GN system."""
+              want_jacobian: bool, huber: float | None = None) -> tuple[
+                  float, list[float], NDArray | None, NDArray | None]:
+    """Cost, per-view NCC and the stacked GN system (normal equations).
+
+    The cost is the mean over views of the mean Huber loss of the normalised residuals
+    (``huber`` = None: half the mean squared residual, i.e. 1 - NCC).
+    """
     nccs: list[float] = []
+    costs: list[float] = []
     jtj = np.zeros((6, 6)) if want_jacobian else None
     jtr = np.zeros(6) if want_jacobian else None
     for ref, live in zip(refs, lives, strict=True):
@@ -111,6 +117,7 @@ def _evaluate(refs: list[RefLevel], lives: list[LiveLevel], t: NDArray[np.float6
         ok = np.isfinite(val)
         if ok.sum() < 0.5 * ok.size or ok.sum() < 16:
             nccs.append(0.0)
+            costs.append(1.0)
             continue
         v = val[ok].astype(np.float64)
         e = ref.values[ok]
@@ -119,10 +126,20 @@ def _evaluate(refs: list[RefLevel], lives: list[LiveLevel], t: NDArray[np.float6
         v_mean, v_std = v.mean(), v.std()
         if v_std <= 0 or e_std <= 0:
             nccs.append(0.0)
+            costs.append(1.0)
             continue
         vn = (v - v_mean) / v_std
         en = e / e_std
         nccs.append(float(np.mean(vn * en)))
+        r = vn - en
+        if huber is None:
+            w = None
+            costs.append(0.5 * float(np.mean(r * r)))
+        else:
+            a = np.abs(r)
+            w = np.minimum(1.0, huber / np.maximum(a, 1e-12))
+            costs.append(float(np.mean(np.where(a <= huber, 0.5 * r * r,
+                                                huber * (a - 0.5 * huber)))))
         if want_jacobian:
             # d(col,row)/dX per point, contracted with the image gradient: a 3-D gradient g;
             # translation columns are g, rotation columns X × g (see pose_jacobian).
@@ -135,17 +152,17 @@ def _evaluate(refs: list[RefLevel], lives: list[LiveLevel], t: NDArray[np.float6
             j[:, 3] = xo[:, 1] * g[:, 2] - xo[:, 2] * g[:, 1]
             j[:, 4] = xo[:, 2] * g[:, 0] - xo[:, 0] * g[:, 2]
             j[:, 5] = xo[:, 0] * g[:, 1] - xo[:, 1] * g[:, 0]
-            r = vn - en
             scale = 1.0 / ok.sum()
-            jtj += scale * (j.T @ j)
-            jtr += scale * (j.T @ r)
-    cost = float(np.mean([1.0 - c for c in nccs]))
+            jw = j if w is None else j * w[:, None]
+            jtj += scale * (jw.T @ j)
+            jtr += scale * (jw.T @ r)
+    cost = float(np.mean(costs))
     return cost, nccs, jtj, jtr
 
 
 def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np.float64], *,
-                 max_iterations: int = 20, tol_mm: float = 0.005,
-                 tol_deg: float = 0.005) -> tuple[NDArray[np.float64], dict]:
+                 max_iterations: int = 20, tol_mm: float = 0.005, tol_deg: float = 0.005,
+                 huber: float | None = None) -> tuple[NDArray[np.float64], dict]:
     """Refine a relative rigid motion ``T`` (room → room, 4x4) by damped Gauss-Newton.
 
     Parameters
@@ -158,6 +175,9 @@ def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np
         Cap on GN iterations.
     tol_mm, tol_deg : float
         Stop when a step's translation and rotation are both below these.
+    huber : float, optional
+        Huber threshold on the normalised residuals (robust to structures that only one
+        image shows); None: plain least squares.
 
     Returns
     -------
@@ -168,7 +188,7 @@ def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np
         ``last_step_deg``.
     """
     t = np.array(start, dtype=np.float64)
-    cost, nccs, jtj, jtr = _evaluate(refs, lives, t, want_jacobian=True)
+    cost, nccs, jtj, jtr = _evaluate(refs, lives, t, want_jacobian=True, huber=huber)
     best_t, best_cost, best_nccs = t, cost, nccs
     lam = 1e-4
     converged = False
@@ -186,7 +206,7 @@ def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np
         step_mm, step_deg = float(np.linalg.norm(delta[:3])), float(np.degrees(
             np.linalg.norm(delta[3:])))
         cand = increment_matrix(delta) @ best_t
-        c_cost, c_nccs, c_jtj, c_jtr = _evaluate(refs, lives, cand, want_jacobian=True)
+        c_cost, c_nccs, c_jtj, c_jtr = _evaluate(refs, lives, cand, want_jacobian=True, huber=huber)
         if c_cost <= best_cost:
             best_t, best_cost, best_nccs = cand, c_cost, c_nccs
             jtj, jtr = c_jtj, c_jtr

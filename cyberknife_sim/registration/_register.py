@@ -151,16 +151,19 @@ class Registration2D3D:
         ``DrrRenderer`` in-plane oversampling of the registration's DRRs.
     n_candidates : int
         Template-match candidates kept per view for the consistent-pair search.
+    huber : float, optional
+        Huber threshold of the robust Gauss-Newton (normalised residual units); None for
+        least squares.
     """
 
     def __init__(self, volume: Volume, views: Sequence[ViewGeometry], *,
                  target_ct_mm: ArrayLike, mu_water_per_mm: float,
-                 planned_room_from_ct: ArrayLike, roi_half_size_mm: float | ArrayLike = 45.0,
+                 planned_room_from_ct: ArrayLike, roi_half_size_mm: float | ArrayLike = 60.0,
                  content: DrrContent = "bone", enhance_method: EnhanceMethod = "dog",
                  capture_mm: float = 25.0, capture_deg: float = 6.0, min_ncc: float = 0.3,
                  max_disagreement_mm: float = 3.0, open_field_counts: float | None = None,
                  max_refinements: int = 2, oversampling: float = 1.0,
-                 n_candidates: int = 4) -> None:
+                 n_candidates: int = 4, huber: float | None = 0.5) -> None:
         views = tuple(views)
         if len(views) != 2 or not all(isinstance(v, ViewGeometry) for v in views):
             raise ValueError("views: expected two ViewGeometry objects")
@@ -177,6 +180,7 @@ class Registration2D3D:
         self.open_field_counts = open_field_counts
         self.max_refinements = int(max_refinements)
         self.n_candidates = int(n_candidates)
+        self.huber = huber
         self.roi = roi_model(volume, self.target_ct_mm, half_size_mm=roi_half_size_mm,
                              mu_water_per_mm=self.mu_water_per_mm, content=content)
         self.target_room = (self.planned_room_from_ct @ np.append(self.target_ct_mm, 1.0))[:3]
@@ -336,7 +340,8 @@ class Registration2D3D:
         # --- Gauss-Newton, coarse then fine, against the planned-pose DRRs ----------------
         refs = self._planned_refs
         motion, info = gauss_newton(refs["levels"]["coarse"], lives["coarse"], start,
-                                    max_iterations=12, tol_mm=0.1, tol_deg=0.1)
+                                    max_iterations=12, tol_mm=0.1, tol_deg=0.1,
+                                    huber=self.huber)
         quality["iterations"]["coarse"] = info["iterations"]
         lap("coarse")
 
@@ -349,7 +354,8 @@ class Registration2D3D:
             refs = self._reference(room_from_ct, levels=("fine",))
             lap("rerender")
             rel, info = gauss_newton(refs["levels"]["fine"], lives["fine"], np.eye(4),
-                                     max_iterations=6, tol_mm=0.01, tol_deg=0.01)
+                                     max_iterations=6, tol_mm=0.01, tol_deg=0.01,
+                                     huber=self.huber)
             room_from_ct = rel @ room_from_ct
             quality["iterations"]["refine"].append(info["iterations"])
             lap("refine")
