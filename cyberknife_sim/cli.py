@@ -26,6 +26,7 @@ COMMANDS = (
     "view",
     "drr",
     "xray",
+    "register",
 )
 """Modules of :mod:`cyberknife_sim.commands`, in the order ``cksim --help`` lists them."""
 
