@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 import numpy as np
-import pybullet as pb
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.transform import Rotation
 
@@ -22,6 +21,7 @@ from ..errors import CksimError
 from ..scene import Scene
 from ._chain import Chain, load_chain, urdf_path
 from ._ik import PointingSolution, solve_pointing_ik
+from ._pybullet import pb
 from ._room_bodies import RoomBody, room_bodies, room_from_base
 
 __all__ = ["NodeCheck", "PointingFailed", "RobotWorld"]
