@@ -255,7 +255,7 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                               max_residual_mm=tr.correlation.max_residual_mm)
     shadow = RollingCorrelation(tr.correlation.model, n_points=tr.correlation.n_points,
                                 max_residual_mm=1e9)
-    ext_lo, ext_hi = np.inf, -np.inf
+    ext_window: deque[float] = deque(maxlen=tr.correlation.n_points)  # model's ext values
 
     # --- estimates and state --------------------------------------------------------------
     spine_est = np.eye(4)          # P̂ (room_from_anatomy estimate)
@@ -330,7 +330,8 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                         if np.isfinite(e_img):
                             st = corr.add(e_img, res.target_offset_room, v_img)
                             shadow.add(e_img, offset_all[i_img], v_img)
-                            ext_lo, ext_hi = min(ext_lo, e_img), max(ext_hi, e_img)
+                            ext_window.append(e_img)
+                            detail["external_mm"] = round(e_img, 4)
                             detail.update(model_residual_mm=round(st.residual_mm, 4),
                                           model_ok=st.model_ok)
                             if build_left == 0 and not st.model_ok:
@@ -341,7 +342,7 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                                 shadow = RollingCorrelation(tr.correlation.model,
                                                             n_points=tr.correlation.n_points,
                                                             max_residual_mm=1e9)
-                                ext_lo, ext_hi = np.inf, -np.inf
+                                ext_window.clear()
                                 build_left = options.model_build_images
                                 next_image_t = t + options.model_build_spacing_s
                                 detail["interlock"] = "model_residual (rebuilding)"
@@ -379,6 +380,8 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                     holds.add("markers_lost")
                 else:
                     holds.discard("markers_lost")
+                ext_lo = min(ext_window, default=np.inf)
+                ext_hi = max(ext_window, default=-np.inf)
                 span = max(ext_hi - ext_lo, 1e-6)
                 margin = options.model_range_margin * span
                 if corr.fitted and np.isfinite(s_hat_now) and not (

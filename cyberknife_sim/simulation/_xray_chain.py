@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from ..anatomy import load_patient
 from ..geometry import matrix_from_pose
 from ..imaging import DrrRenderer, XrayModel, imaging_pair
-from ..registration._register import Registration2D3D  # TODO: package export once it lands
+from ..registration import Registration2D3D
 
 __all__ = ["LIVE_ROI_HALF_SIZE_MM", "XrayChain"]
 
