@@ -70,7 +70,7 @@ class XrayModel:
         self.pixel_spacing_mm = float(pixel_spacing_mm)
         self.psf_kernel = _gaussian_kernel(settings.detector_blur_sigma_mm / pixel_spacing_mm)
         self.scatter_kernel = _gaussian_kernel(settings.scatter_kernel_sigma_mm
-                                               / pixel_spacing_mm)
+                                               / pixel_spacing_mm)  # used when narrow
 
     @property
     def photons_per_pixel(self) -> float:
@@ -100,7 +100,7 @@ class XrayModel:
         fraction = self.settings.scatter_fraction
         if fraction <= 0:
             return np.zeros_like(primary)
-        spread = _blur(primary * li, self.scatter_kernel)
+        spread = self._wide_blur(primary * li)
         rows, cols = primary.shape
         hr, hc = max(1, int(round(rows * 0.112))), max(1, int(round(cols * 0.112)))
         center = (slice(rows // 2 - hr, rows // 2 + hr + 1),
@@ -110,6 +110,23 @@ class XrayModel:
             return np.zeros_like(primary)
         kappa = fraction / (1.0 - fraction) * p_c / s_c
         return kappa * spread
+
+    def _wide_blur(self, image: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Gaussian blur of ``scatter_kernel_sigma_mm``; for wide kernels computed on an
+        image downsampled to about 4 pixels per sigma (the result is smooth anyway)."""
+        sigma_px = self.settings.scatter_kernel_sigma_mm / self.pixel_spacing_mm
+        factor = int(sigma_px // 4)
+        if factor < 2:
+            return _blur(image, self.scatter_kernel)
+        rows, cols = image.shape
+        small_shape = (max(1, -(-cols // factor)), max(1, -(-rows // factor)))  # (w, h)
+        small = cv2.resize(image, small_shape, interpolation=cv2.INTER_AREA)
+        scale = np.array([cols / small_shape[0], rows / small_shape[1]])
+        kernel_x = _gaussian_kernel(sigma_px / scale[0])
+        kernel_y = _gaussian_kernel(sigma_px / scale[1])
+        small = cv2.sepFilter2D(small, cv2.CV_64F, kernel_x, kernel_y,
+                                borderType=cv2.BORDER_REFLECT)
+        return cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)
 
     def noiseless(self, line_integrals: ArrayLike) -> NDArray[np.float64]:
         """Expected counts (scatter and blur included; no noise, no rounding), float64."""

@@ -1,0 +1,119 @@
+"""DRR speed: the fast renderer vs. the reference ray marcher on the same input, same run.
+
+Run: ``.venv/bin/python -m pytest benchmarks/bench_drr.py --benchmark-only``.
+
+Cases (one view, view A, pose (2, -1, 3, 2, -1, 3) about the planned alignment):
+
+* ``phantom_roi`` — default phantom cropped to ±60 mm around the target (the registration's
+  use: ``DrrRenderer(..., roi_center_ct=target, roi_half_size_mm=60)``);
+* ``phantom_full`` — the whole default phantom (340 × 260 × 140 voxels);
+* ``real_ct`` — the real CT of ../shared/data/ct (122 × 101 × 112 at 3 mm), centered.
+
+The reference (``reference_drr``, 0.5 mm steps) runs first and is kept; every fast
+benchmark asserts a relative RMS error < 1 % against it at the same detector size (or, at
+512² where no 512² reference is run, against the 256² reference through 2×2 binning of the
+512² image, < 1.5 %) and stores ``speedup_vs_reference`` in ``extra_info`` when the
+reference ran at that size in the same session.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from cyberknife_sim.anatomy import planned_room_from_ct
+from cyberknife_sim.geometry import matrix_from_pose
+from cyberknife_sim.imaging import DrrRenderer, imaging_pair, reference_drr
+from cyberknife_sim.scene import ImagingSettings
+
+MU_W = 0.0206
+POSE = (2.0, -1.0, 3.0, 2.0, -1.0, 3.0)
+BINNING = {256: 4, 512: 2}
+REFERENCE_SIZES = {"phantom_roi": (256, 512), "phantom_full": (256,), "real_ct": (256,)}
+_REFERENCE: dict[tuple[str, int], tuple[np.ndarray, float]] = {}
+
+
+def _case(name: str, request):
+    """(volume, room_from_ct, renderer kwargs) of a benchmark case."""
+    if name == "real_ct":
+        vol = request.getfixturevalue("real_ct")
+        center = vol.ijk_to_ct((np.array(vol.shape[::-1]) - 1) / 2)
+        return vol, matrix_from_pose(POSE) @ planned_room_from_ct(center), {}
+    ph = request.getfixturevalue("default_phantom")
+    target = ph.truth.target_center_ct_mm
+    room_from_ct = matrix_from_pose(POSE) @ planned_room_from_ct(target)
+    if name == "phantom_roi":
+        return ph.volume, room_from_ct, {"roi_center_ct": target, "roi_half_size_mm": 60.0}
+    return ph.volume, room_from_ct, {}
+
+
+def _reference_input(vol, kwargs):
+    if "roi_center_ct" in kwargs:
+        return vol.crop_around(kwargs["roi_center_ct"], np.full(3, kwargs["roi_half_size_mm"]))
+    return vol
+
+
+def _reference(name: str, size: int, request) -> np.ndarray:
+    if (name, 256) not in _REFERENCE and (name, size) not in _REFERENCE:
+        vol, room_from_ct, kwargs = _case(name, request)
+        view = imaging_pair(ImagingSettings(), binning=4)[0]
+        t0 = time.perf_counter()
+        img = reference_drr(_reference_input(vol, kwargs), view, room_from_ct,
+                            mu_water_per_mm=MU_W, step_mm=0.5)
+        _REFERENCE[(name, 256)] = (img, time.perf_counter() - t0)
+    return _REFERENCE[(name, size)][0] if (name, size) in _REFERENCE else _REFERENCE[
+        (name, 256)][0]
+
+
+def _rel_rms(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((a - b) ** 2) / np.mean(b**2)))
+
+
+@pytest.mark.parametrize(("name", "size"), [(n, s) for n, sizes in REFERENCE_SIZES.items()
+                                            for s in sizes])
+def test_reference_drr(benchmark, request, name, size):
+    """The slow, obviously correct renderer (one round)."""
+    vol, room_from_ct, kwargs = _case(name, request)
+    view = imaging_pair(ImagingSettings(), binning=BINNING[size])[0]
+    sub = _reference_input(vol, kwargs)
+    t0 = time.perf_counter()
+    img = benchmark.pedantic(reference_drr, args=(sub, view, room_from_ct),
+                             kwargs={"mu_water_per_mm": MU_W, "step_mm": 0.5},
+                             rounds=1, iterations=1)
+    _REFERENCE[(name, size)] = (img, time.perf_counter() - t0)
+    assert img.shape == view.shape and img.max() > 2.0  # rays cross a body
+
+
+@pytest.mark.parametrize("size", [256, 512])
+@pytest.mark.parametrize("name", list(REFERENCE_SIZES))
+def test_fast_drr(benchmark, request, name, size):
+    """The shear-warp renderer, one view, construction (caches) excluded."""
+    vol, room_from_ct, kwargs = _case(name, request)
+    views = imaging_pair(ImagingSettings(), binning=BINNING[size])
+    renderer = DrrRenderer(vol, views, mu_water_per_mm=MU_W, **kwargs)
+    renderer.render_view(room_from_ct, 0)  # warm the slab cache
+    img = benchmark(renderer.render_view, room_from_ct, 0)
+    ref = _reference(name, size, request)
+    if ref.shape == img.shape:
+        err = _rel_rms(img, ref)
+        assert err < 0.01, f"relative RMS error {err:.4f}"
+        benchmark.extra_info["speedup_vs_reference"] = (
+            _REFERENCE[(name, size)][1] / benchmark.stats.stats.mean)
+    else:  # 512 image vs 256 reference: 2x2 binning of the image
+        binned = img.reshape(ref.shape[0], 2, ref.shape[1], 2).mean(axis=(1, 3))
+        err = _rel_rms(binned, ref)
+        assert err < 0.015, f"relative RMS error (2x2 binned) {err:.4f}"
+    benchmark.extra_info["relative_rms_error"] = err
+
+
+def test_fast_drr_pair_512(benchmark, default_phantom):
+    """Both views of the ROI case at 512² (what one registration cost evaluation needs)."""
+    target = default_phantom.truth.target_center_ct_mm
+    room_from_ct = matrix_from_pose(POSE) @ planned_room_from_ct(target)
+    renderer = DrrRenderer(default_phantom.volume, imaging_pair(ImagingSettings()),
+                           mu_water_per_mm=MU_W, roi_center_ct=target, roi_half_size_mm=60.0)
+    pair = benchmark(renderer.render, room_from_ct)
+    np.testing.assert_array_equal(pair[0], renderer.render_view(room_from_ct, 0))
+    assert pair[1].max() > 2.0
