@@ -64,7 +64,8 @@ class Bench:
         self.views = imaging_pair(scene.room.imaging)
         self.mu = scene.room.imaging.mu_water_per_mm
         self.full = DrrRenderer(self.volume, self.views, mu_water_per_mm=self.mu)
-        self.xray = XrayModel(scene.room.imaging.xray, pixel_spacing_mm=self.views[0].pixel_spacing_mm)
+        self.xray = XrayModel(scene.room.imaging.xray,
+                              pixel_spacing_mm=self.views[0].pixel_spacing_mm)
         t0 = time.perf_counter()
         self.reg = Registration2D3D(self.volume, self.views, target_ct_mm=self.target,
                                     mu_water_per_mm=self.mu, planned_room_from_ct=self.planned,
