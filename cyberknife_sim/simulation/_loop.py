@@ -48,11 +48,16 @@ from ..motion import MarkerCamera, MotionTruth, marker_signal_mm
 from ..tracking import RollingCorrelation, make_predictor
 from ._imaging import Imager, ImageResult
 
-__all__ = ["HOLD_REASONS", "Beam", "LoopOptions", "LoopRecord", "StoppedEarly", "run_loop"]
+__all__ = ["HOLD_REASONS", "VELOCITY_FRAMES", "Beam", "LoopOptions", "LoopRecord", "StoppedEarly",
+           "run_loop"]
 
 HOLD_REASONS = ("setup", "registration_failed", "correction_limit", "model_residual",
                 "outside_model_range", "markers_lost", "patient_moved", "robot_following")
 """Interlocks that hold the beam; bit i of ``LoopRecord.hold_mask`` is ``HOLD_REASONS[i]``."""
+
+VELOCITY_FRAMES = 4
+"""Frames spanned by the external velocity that picks the dual model's branch (inhale or
+exhale): a one-frame difference of noisy markers flips the branch near the turning points."""
 
 
 @dataclass(frozen=True)
@@ -247,7 +252,7 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
     last_valid_frame_t = -np.inf
     sig_pred = np.nan
     vel_pred = 0.0
-    prev_pred = np.nan
+    recent_pred: deque[float] = deque(maxlen=VELOCITY_FRAMES + 1)
     pending: deque[tuple[float, float, float]] = deque()  # (apply time, ŝ, ŝ velocity)
     s_hat_now, v_hat_now = np.nan, 0.0
 
@@ -362,8 +367,10 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                     last_valid_frame_t = frames.time_s[next_frame]
                     last_xz = centroid_xz[next_frame]
                 p = float(predictor.update(s)[0])
-                vel_pred = 0.0 if not np.isfinite(prev_pred) else (p - prev_pred) / frame_dt
-                prev_pred = sig_pred = p
+                recent_pred.append(p)  # velocity over VELOCITY_FRAMES frames: less noise
+                vel_pred = (p - recent_pred[0]) / (frame_dt * (len(recent_pred) - 1)) \
+                    if len(recent_pred) > 1 else 0.0
+                sig_pred = p
                 apply_at = frames.time_s[next_frame] + latency_s - robot_cmd_latency
                 pending.append((apply_at, sig_pred, vel_pred))
                 next_frame += 1
