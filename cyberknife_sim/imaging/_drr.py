@@ -130,11 +130,23 @@ class DrrRenderer:
                 raise InputError(f"ROI center {center.tolist()} (CT mm) lies outside the CT "
                                  f"{volume.name!r}")
             volume = volume.crop_around(center, half)
-        self.volume = volume
         self.mu_water_per_mm = float(mu_water_per_mm)
         self.oversampling = float(oversampling)
         self.slab_substeps = int(slab_substeps)
-        self._mu = volume.mu_per_mm(self.mu_water_per_mm)
+        mu = volume.mu_per_mm(self.mu_water_per_mm)
+        # drop all-air margins (μ = 0 adds nothing; one zero voxel is kept for the edge ramp)
+        nonzero = [np.nonzero(np.any(mu > 0, axis=axes))[0] for axes in ((1, 2), (0, 2), (0, 1))]
+        if all(n.size for n in nonzero):
+            lo_kji = np.array([max(n[0] - 1, 0) for n in nonzero])
+            hi_kji = np.array([min(n[-1] + 2, size) for n, size in zip(nonzero, mu.shape,
+                                                                      strict=True)])
+            if np.any(lo_kji > 0) or np.any(hi_kji < mu.shape):
+                hi_kji = np.maximum(hi_kji, lo_kji + 2)
+                volume = volume.crop(lo_kji[::-1], hi_kji[::-1])
+                mu = np.ascontiguousarray(mu[lo_kji[0]:hi_kji[0], lo_kji[1]:hi_kji[1],
+                                             lo_kji[2]:hi_kji[2]])
+        self.volume = volume
+        self._mu = mu
         self._slabs: dict[int, NDArray[np.float32]] = {}
 
     # --- public -------------------------------------------------------------------------
