@@ -140,7 +140,8 @@ TIMESERIES_COLUMNS = (
     + [f"beam_dir_{a}" for a in "xyz"] + ["error_mm"] + [f"err_{c}_mm" for c in COMPONENTS]
     + ["beam_on", "beam_on_s", "beam", "ext_true_mm", "ext_predicted_mm", "robot_following_mm",
        "holds", "events"])
-"""Columns of ``timeseries.csv`` (room frame, mm; ``holds`` and ``events`` are ``|``-joined)."""
+"""Columns of ``timeseries.csv`` (room frame, mm, 4 decimals; beam direction unit vector,
+8 decimals; ``holds`` and ``events`` are ``|``-joined)."""
 
 
 def write_timeseries_csv(path: Path, rec: LoopRecord) -> None:
@@ -162,7 +163,8 @@ def write_timeseries_csv(path: Path, rec: LoopRecord) -> None:
         for i in range(n):
             holds = "|".join(name for b, name in enumerate(HOLD_REASONS)
                              if rec.hold_mask[i] >> b & 1)
-            wr.writerow([f"{rec.time_s[i]:.4f}"] + [f"{v:.4f}" for v in num[i]]
+            wr.writerow([f"{rec.time_s[i]:.4f}"] + [f"{v:.4f}" for v in num[i, :9]]
+                        + [f"{v:.8f}" for v in num[i, 9:12]] + [f"{v:.4f}" for v in num[i, 12:]]
                         + [int(rec.beam_on_s[i] > 0), f"{rec.beam_on_s[i]:.5f}",
                            int(rec.beam_index[i]), f"{rec.ext_true[i]:.4f}",
                            f"{rec.ext_predicted[i]:.4f}", f"{rec.robot_error_mm[i]:.4f}",
