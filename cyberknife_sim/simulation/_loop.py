@@ -117,8 +117,8 @@ class LoopOptions:
         Noise of the target offset measured at each X-ray pair (mm, 1 sigma per axis).
     """
 
-    model_build_images: int = 6
-    model_build_spacing_s: float = 1.7
+    model_build_images: int = 10
+    model_build_spacing_s: float = 1.3
     retry_s: float = 5.0
     image_processing_s: float = 0.5
     markers_lost_s: float = 0.3
