@@ -107,3 +107,21 @@ def test_bad_arguments(tmp_path, scene_file, capsys, argv, message):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+@pytest.mark.slow
+def test_drr_of_phantom_scene_is_self_contained(tmp_path):
+    """Phantom scenes: the CT is written beside the images and the pixels recompute from it."""
+    import json
+
+    scene = tmp_path / "phantom.yaml"
+    scene.write_text("room:\n  imaging:\n    binning: 8\n")
+    out = tmp_path / "out"
+    assert main(["drr", "--scene", str(scene), "--out", str(out), "--pose", POSE]) == 0
+    views, meta = load_geometry_json(out)
+    assert Path(meta["ct"]["path"]) == out / "ct.nii.gz"
+    geometry = json.loads((out / "geometry.json").read_text())
+    geometry["ct"]["path"] = meta["ct"]["path"]
+    li = np.load(out / "A.npy")
+    ref = _independent_line_integral(geometry, geometry["views"][0], 64, 64)
+    assert ref > 1.0 and li[64, 64] == pytest.approx(ref, rel=0.01)

@@ -104,6 +104,7 @@ def test_geometry_json_roundtrip(tmp_path, pair):
         np.testing.assert_allclose(v.projection_matrix, w.projection_matrix, atol=1e-9)
         assert v.shape == w.shape and v.name == w.name
     np.testing.assert_array_equal(meta["ct"]["room_from_ct"], np.eye(4))
+    assert meta["ct"]["path"] == str(tmp_path / "ct.nii.gz")  # relative to the JSON
     assert meta["mu_water_per_mm"] == 0.0206
 
 

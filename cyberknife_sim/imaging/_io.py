@@ -89,8 +89,9 @@ def load_geometry_json(path: str | Path) -> tuple[tuple[ViewGeometry, ...], dict
         In file order; each projection matrix is recomputed and checked against the stored
         one (1e-6 relative).
     meta : dict
-        Everything else in the file (``mu_water_per_mm``, ``ct`` with ``path`` and
-        ``room_from_ct`` as a 4×4 float64 array, ...).
+        Everything else in the file (``mu_water_per_mm``, ``ct`` with ``path`` (a relative
+        path is resolved against the file's folder) and ``room_from_ct`` as a 4×4 float64
+        array, ``image.open_field_counts`` for the PNG's log transform, ...).
 
     Raises
     ------
@@ -128,4 +129,7 @@ def load_geometry_json(path: str | Path) -> tuple[tuple[ViewGeometry, ...], dict
         if m.shape != (4, 4):
             raise InputError(f"{path}: ct.room_from_ct must be 4x4 (got shape {m.shape})")
         meta["ct"] = {**ct, "room_from_ct": m}
+    if isinstance(ct, dict) and isinstance(ct.get("path"), str):
+        ct_path = Path(ct["path"])
+        meta["ct"]["path"] = str(ct_path if ct_path.is_absolute() else path.parent / ct_path)
     return tuple(views), meta
