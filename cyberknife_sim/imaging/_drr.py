@@ -102,6 +102,13 @@ class DrrRenderer:
         ``m > 1`` the stack is resampled linearly along that axis (exactly the trilinear
         interpolant) and the cost grows about ``m`` times; it reduces the rectangle-rule
         error at sharp edges.
+
+    Attributes
+    ----------
+    volume : Volume
+        The part of the CT actually rendered: the ROI crop, less all-air (μ = 0) margins.
+    views : tuple of ViewGeometry
+        The views, in the order :meth:`render` returns their images.
     """
 
     def __init__(self, volume: Volume, views: ViewGeometry | Sequence[ViewGeometry], *,
