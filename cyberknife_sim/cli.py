@@ -27,6 +27,7 @@ COMMANDS = (
     "drr",
     "xray",
     "register",
+    "bench",
 )
 """Modules of :mod:`cyberknife_sim.commands`, in the order ``cksim --help`` lists them."""
 
