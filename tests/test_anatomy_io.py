@@ -178,3 +178,36 @@ def test_write_rejects_other_suffix(tmp_path):
     v = Volume(np.zeros((3, 3, 3), np.int16), np.eye(4))
     with pytest.raises(InputError, match="cannot write"):
         write_volume(v, tmp_path / "x.png")
+
+
+def _set_series_uid(file, uid: bytes) -> None:
+    """Give an (anonymized, empty-UID) slice a SeriesInstanceUID by editing its bytes.
+
+    The files are explicit-VR little endian with an empty (0020,000E) UI element; a UI value
+    has a 2-byte length, and dataset elements carry no enclosing length, so inserting the value
+    keeps the file valid.
+    """
+    data = file.read_bytes()
+    empty = b"\x20\x00\x0e\x00UI\x00\x00"
+    assert data.count(empty) == 1, "expected one empty SeriesInstanceUID element"
+    if len(uid) % 2:
+        uid += b"\x00"
+    file.write_bytes(data.replace(empty, b"\x20\x00\x0e\x00UI" + struct.pack("<H", len(uid))
+                                  + uid))
+
+
+def test_mixed_series_folder_is_refused(dicom_dir, tmp_path):
+    mixed = tmp_path / "mixed"
+    files = _copy(dicom_dir, mixed)
+    for f in files[::2]:
+        _set_series_uid(f, b"1.2.826.0.1.3680043.99.1")
+    for f in files[1::2]:
+        _set_series_uid(f, b"1.2.826.0.1.3680043.99.2")
+    assert len(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(mixed))) == 2
+    _one_line_error(mixed, "2 DICOM series")
+    # one series alone (a folder of only its slices) reads, with every other slice: 4 mm steps
+    solo = tmp_path / "solo"
+    solo.mkdir()
+    for f in files[::2]:
+        shutil.copy(f, solo / f.name)
+    assert read_ct(solo).shape[0] == len(files[::2])
