@@ -50,9 +50,11 @@ BROKEN = [
     ("room: {imaging: {pixel_spacing_mm: -0.4}}", "room.imaging.pixel_spacing_mm", "greater"),
     ("room: {imaging: {views: [{name: A, source_angle_deg: 45}]}}", "room.imaging.views",
      "at least 2"),
-    ("room: {imaging: {views: [{name: A, source_angle_deg: 45}, {name: A, source_angle_deg: -45}]}}",
+    ("room: {imaging: {views: [{name: A, source_angle_deg: 45},"
+     " {name: A, source_angle_deg: -45}]}}",
      "room.imaging", "distinct"),
-    ("room: {imaging: {views: [{name: A, source_angle_deg: 145}, {name: B, source_angle_deg: -45}]}}",
+    ("room: {imaging: {views: [{name: A, source_angle_deg: 145},"
+     " {name: B, source_angle_deg: -45}]}}",
      "room.imaging.views.0.source_angle_deg", "less than or equal"),
     ("room: {imaging: {views: [{name: A}, {name: B, source_angle_deg: -45}]}}",
      "room.imaging.views.0.source_angle_deg", "missing"),
@@ -62,6 +64,7 @@ BROKEN = [
      "not found"),
     ("patient: {ct: missing_ct.nii.gz, phantom: null}", "patient.ct", "not found"),
     ("patient: {phantom: 'bad name!'}", "patient.phantom", "pattern"),
+    ("patient: {phantom: cervical}", "patient.phantom", "unknown phantom preset (known: "),
     ("plan: {sad_mm: 80}", "plan.sad_mm", "greater than or equal"),
     ("plan: {file: nope.json}", "plan.file", "not found"),
     ("plan: {n_beams: 0}", "plan.n_beams", "greater than or equal"),

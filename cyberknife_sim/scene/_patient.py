@@ -28,6 +28,18 @@ class PatientSettings(Section):
 
     _resolve_ct = field_validator("ct")(resolve_scene_path)
 
+    @field_validator("phantom")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from ..anatomy._params import list_presets  # the packaged presets/*.yaml
+
+        known = list_presets()
+        if value not in known:
+            raise ValueError(f"unknown phantom preset (known: {', '.join(known)})")
+        return value
+
     @model_validator(mode="after")
     def _one_source(self) -> PatientSettings:
         if self.ct is not None and self.phantom not in (None, "default"):
