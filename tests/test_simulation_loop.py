@@ -14,7 +14,7 @@ import yaml
 from scipy.spatial.transform import Rotation
 
 from cyberknife_sim.scene import load_scene, scene_from_dict
-from cyberknife_sim.simulation import Beam, LoopOptions, simulate
+from cyberknife_sim.simulation import Beam, LoopOptions, TruthImager, simulate
 
 SCENE = "scenes/default.yaml"
 
@@ -109,17 +109,116 @@ def test_no_motion_perfect_robot_gives_zero_error(mode):
     assert e.max() < 1e-9
 
 
-def test_decomposition_sums_to_the_error_vector():
-    sc = load_scene(SCENE)
-    res = run(sc, duration_s=90.0, robot=LagRobot(tau_s=0.05),
-              options=LoopOptions(target_localization_sigma_mm=0.2))
+class NoisyImager(TruthImager):
+    """Ideal registration plus known Gaussian pose noise (mm, deg): a registration error."""
+
+    def __init__(self, *, sigma_mm=0.3, sigma_deg=0.2, seed=5, **kwargs):
+        super().__init__(rng=np.random.default_rng(seed), **kwargs)
+        self.sigma_mm, self.sigma_deg = sigma_mm, sigma_deg
+        self.noise_rng = np.random.default_rng(seed + 1)
+
+    def _register(self, time_s, pose_imaged, *, blank):
+        pose, tgt, ok, reason, ms = super()._register(time_s, pose_imaged, blank=blank)
+        if ok:
+            pose = pose + np.concatenate([self.noise_rng.normal(0, self.sigma_mm, 3),
+                                          self.noise_rng.normal(0, self.sigma_deg, 3)])
+            tgt = pose[:3].copy()
+        return pose, tgt, ok, reason, ms
+
+
+def off_center_beams(n=12, mu=50.0):
+    """Beams aimed 15 mm off the target center: rotation errors act on a lever."""
+    return [Beam(node=b.node, source_room=b.source_room + [15.0, 0, 0],
+                 direction_room=b.direction_room, mu=b.mu,
+                 aim_room=np.array([15.0, 0.0, 0.0])) for b in make_beams(n, mu)]
+
+
+@pytest.mark.parametrize("mode", ["spine_breathing", "spine", "none"])
+@pytest.mark.parametrize("spinal", [True, False])
+def test_decomposition_sums_to_the_error_vector(mode, spinal):
+    sc = scene_with(tracking={"mode": mode},
+                    motion={"breathing_moves_spine": spinal,
+                            "spine": {"drift_deg_per_min": [0.5, 0.0, 1.0]}})
+    res = simulate(sc, seed=0, duration_s=90.0, options=LoopOptions(), robot=LagRobot(0.05),
+                   beams=off_center_beams(),
+                   imaging=NoisyImager(breathing_moves_spine=spinal))
     rec = res.record
     on = rec.beam_on_s > 0
+    assert on.sum() > 100
     total = sum(rec.components.values())
     np.testing.assert_allclose(total[on], rec.error_vec[on], atol=1e-9)
-    # every stage contributes something in this scene
+    # every stage contributes (no prediction without a model; a fixed command in "none"
+    # mode leaves the lag robot at rest on the node)
     for name, v in rec.components.items():
-        assert np.linalg.norm(v[on], axis=1).max() > 1e-4, name
+        big = np.linalg.norm(v[on], axis=1).max()
+        if name == "prediction" and mode != "spine_breathing":
+            assert big == 0.0
+        elif not (name == "robot" and mode == "none"):
+            assert big > 1e-3, name
+
+
+@pytest.mark.parametrize("mode", ["spine_breathing", "spine"])
+def test_exact_registration_books_nothing_to_registration(mode):
+    sc = scene_with(tracking={"mode": mode})
+    res = run(sc, duration_s=90.0, robot=LagRobot(tau_s=0.05), beams=off_center_beams())
+    rec = res.record
+    on = rec.beam_on_s > 0
+    assert np.abs(rec.components["registration"][on]).max() < 1e-9
+    assert np.linalg.norm(rec.error_vec[on], axis=1).max() > 0.05
+
+
+def test_spinal_target_is_measured_by_the_image_of_the_breathing_spine():
+    """The pair images the anatomy at spine pose + breathing offset; the model's points are
+    the registered target positions, not truth plus noise."""
+    sc = scene_with(tracking={"mode": "spine_breathing"})
+    res = run(sc, duration_s=120.0, options=LoopOptions(target_localization_sigma_mm=5.0))
+    imgs = [e for e in res.summary["events"] if e["kind"] == "image" and e["accepted"]]
+    assert len(imgs) >= 10
+    assert res.summary["target_localization"].startswith("registration")
+    for e in imgs:  # exact registration: the measured target is the true one (no 5 mm noise)
+        assert np.abs(e["target_error"]).max() < 1e-4
+    # the imaged pose carries the breathing: its translation moves with the external signal
+    imgs = [e for e in imgs if "external_mm" in e]  # the set-up pair precedes any frame
+    ty = np.array([e["pose"][2] for e in imgs])
+    ext = np.array([e["external_mm"] for e in imgs])
+    assert np.ptp(ty) > 0.8 and abs(np.corrcoef(ty, ext)[0, 1]) > 0.8
+
+
+def test_soft_tissue_target_uses_the_labelled_sensor_model():
+    sc = scene_with(motion={"breathing_moves_spine": False},
+                    tracking={"mode": "spine_breathing", "imaging_interval_s": 10.0})
+    res = run(sc, duration_s=300.0, options=LoopOptions(target_localization_sigma_mm=0.3),
+              beams=make_beams(n=80))
+    assert res.summary["target_localization"].startswith("sensor model")
+    err = np.array([e["target_error"] for e in res.summary["events"]
+                    if e["kind"] == "image" and e["accepted"]])
+    assert err.shape[0] >= 30
+    assert np.std(err) == pytest.approx(0.3, rel=0.25)
+    # the spine images do not show the breathing: the registered pose is the spine pose
+    pose_err = np.array([e["pose_error"] for e in res.summary["events"]
+                         if e["kind"] == "image" and e["accepted"]])
+    assert np.abs(pose_err).max() < 1e-4
+
+
+def test_spine_only_carries_the_breathing_phase_of_the_image_instant():
+    """Xsight-style spine tracking of a spinal target: the correction is the registered
+    target of the last pair, so the beam misses by the breathing since that instant."""
+    sc = scene_with(motion={"spine": STILL["spine"]},
+                    tracking={"mode": "spine", "imaging_interval_s": 15.0})
+    res = run(sc, duration_s=60.0)
+    rec = res.record
+    dt = sc.simulation.time_step_s
+    imgs = [e["time_s"] for e in res.summary["events"] if e["kind"] == "image"]
+    on = np.flatnonzero(rec.beam_on_s > 0)
+    assert on.size > 200
+    for i in on:
+        ti = max(x for x in imgs if x + EXACT.image_processing_s <= rec.time_s[i] + 1e-9)
+        k = int(round(ti / dt))
+        np.testing.assert_allclose(rec.target_commanded[i], rec.target_true[k], atol=1e-12)
+        v = rec.target_true[k] - rec.target_true[i]
+        d = rec.beam_direction[i]
+        np.testing.assert_allclose(rec.error_vec[i], v - (v @ d) * d, atol=1e-9)
+    assert np.linalg.norm(rec.error_vec[on], axis=1).max() > 0.5  # breathing is missed
 
 
 def test_a_shift_along_y_is_missed_until_the_next_image():
@@ -201,3 +300,21 @@ def test_mu_accounting_when_the_plan_completes():
     assert res.record.beam_on_s.sum() == pytest.approx(80.0 / rate, rel=1e-9)
     assert res.record.mu_delivered == pytest.approx([20.0] * 4)
     assert res.summary["events"][-1]["kind"] == "plan_complete"
+
+
+def test_xray_pair_images_the_breathing_offset_with_the_spine():
+    """The live pair is rendered at translation(o) @ spine pose; registration recovers both
+    (within the registration's accuracy) and the target from result.room_from_ct."""
+    from cyberknife_sim.simulation import make_imager
+
+    sc = load_scene(SCENE)
+    im = make_imager("xray", sc, rng=np.random.default_rng(0))
+    spine = np.array([0.5, 0.2, -0.3, 0.2, 0.0, 0.3])
+    for o in ([0.0, -0.6, -1.9], [0.3, -0.3, -1.0]):
+        r = im.acquire(10.0, spine, np.array(o))
+        assert r.accepted
+        np.testing.assert_allclose(r.pose_true[:3], spine[:3] + o, atol=1e-12)
+        np.testing.assert_allclose(r.pose[:3], spine[:3] + o, atol=0.2)
+        np.testing.assert_allclose(r.pose[3:], spine[3:], atol=0.3)
+        # target at the room origin (planned alignment): the registered translation
+        np.testing.assert_allclose(r.target_room, r.pose[:3], atol=1e-6)

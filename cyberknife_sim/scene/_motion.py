@@ -93,3 +93,8 @@ class MotionSettings(Section):
     target_moves_with_spine: bool = Field(
         True, description="the target follows the rigid spine motion (drift, shifts) as well "
         "as breathing; false: breathing only")
+    breathing_moves_spine: bool = Field(
+        True, description="breathing, coughs and a target trace move the imaged vertebrae "
+        "rigidly with the target (a spinal target, boolean): the X-ray pair sees that motion and "
+        "the registration measures it; false: a soft-tissue target the spine images do not "
+        "show, localized at each X-ray pair by a sensor model (true offset + Gaussian noise)")

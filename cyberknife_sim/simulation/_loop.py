@@ -14,18 +14,32 @@ command computed from it acts on the robot servo at ``t_f + system latency``
 ``latency - camera - robot command latency`` and the robot adds its own command latency and
 servo lag. The predictor's horizon is the system latency.
 
-Error decomposition (per step, exact for this linear chain; see :mod:`cyberknife_sim.metrics`):
-with ``x0`` the planned target, ``P`` the true spine transform, ``P̂`` the last accepted
-estimate (image time ``ti``), ``o`` the true breathing offset, ``f̂`` the correlation model
-fitted to measured points and ``f*`` a shadow model fitted to the true offsets at the same
-external values, ``s`` the true external signal now and ``ŝ`` the predicted one:
+Measurement: each accepted X-ray pair gives the registered anatomy transform ``M̂`` (rotation
+``R̂``) and the measured target position ``ŷ = M̂ xt`` at the planned target point ``xt``
+(the room origin), see :mod:`._imaging` (for a spinal target the pair images the breathing
+offset with the vertebrae; a soft-tissue target adds a sensor-model offset).
 
-* registration = ``P̂ x0 − P(ti) x0 + f̂(s) − f*(s)``
-* correlation  = ``P(ti) x0 − P(t) x0 + f*(s) − o(t)`` (motion the model does not capture:
-  spine motion since the last image, model error; all breathing in modes without it)
-* prediction   = ``f̂(ŝ) − f̂(s)`` (latency, marker noise, dropped frames)
-* robot        = ``a − c`` with ``c`` the commanded target and ``a`` the point of the actual
-  axis nearest the true target (servo lag, command latency, quantization)
+Commanded target for a beam aimed at ``x0``:
+
+* ``none`` / ``spine``: ``c = M̂ x0`` of the last accepted pair (``none``: the set-up pair
+  only). For a spinal target this carries the breathing phase at the image instant (Xsight
+  Spine without Synchrony).
+* ``spine_breathing``: ``c = f̂(ŝ, t) + R̂ (x0 − xt)`` with ``f̂`` the correlation model (with
+  drift term, :class:`._drift_correlation.DriftCorrelation`) fitted to the points
+  ``(t_k, e_k, ŷ_k)`` and ``ŝ`` the predicted external signal.
+
+Error decomposition (per step, exact: the terms telescope; see
+:mod:`cyberknife_sim.metrics`), with ``M(ti)`` the true imaged transform at the last pair,
+``T(t)`` the true target now, ``f*`` a shadow model fitted to the TRUE target positions at
+the same points, ``s`` the true external signal, ``R(ti)`` the true rotation at the pair:
+
+* ``spine_breathing``: registration = ``f̂(s) − f*(s) + R̂ (x0 − xt) − R(ti) (x0 − xt)``;
+  correlation = ``f*(s) + R(ti) (x0 − xt) − T(t)`` (model error, motion since the model's
+  points); prediction = ``f̂(ŝ) − f̂(s)`` (latency, marker noise, dropped frames)
+* ``none`` / ``spine``: registration = ``M̂ x0 − M(ti) x0``; correlation = ``M(ti) x0 − T(t)``
+  (all motion since the last pair, breathing included); prediction = 0
+* robot = ``a − c`` with ``a`` the point of the actual axis nearest the true target (servo
+  lag, command latency, quantization)
 
 each projected perpendicular to the actual beam; their sum is the targeting error vector.
 """
@@ -45,7 +59,8 @@ from scipy.spatial.transform import Rotation
 from ..geometry import matrix_from_pose
 from ..metrics import COMPONENTS
 from ..motion import MarkerCamera, MotionTruth, marker_signal_mm
-from ..tracking import RollingCorrelation, make_predictor
+from ..tracking import make_predictor
+from ._drift_correlation import DriftCorrelation
 from ._imaging import Imager, ImageResult
 
 __all__ = ["HOLD_REASONS", "VELOCITY_FRAMES", "Beam", "LoopOptions", "LoopRecord", "StoppedEarly",
@@ -114,7 +129,13 @@ class LoopOptions:
     max_hold_s : float
         Stop the treatment when the beam is held continuously this long (s).
     target_localization_sigma_mm : float
-        Noise of the target offset measured at each X-ray pair (mm, 1 sigma per axis).
+        Sensor-model noise of a soft-tissue target's offset at each X-ray pair (mm, 1 sigma
+        per axis; not used for a spinal target, which the registration measures).
+    drift_prior_mm_per_min : float
+        Prior 1-sigma drift speed of the correlation model's drift term (mm/min); 0 turns
+        the drift term off.
+    model_point_sigma_mm : float
+        Assumed noise of a measured target position, weighing that prior (mm).
     """
 
     model_build_images: int = 10
@@ -126,6 +147,8 @@ class LoopOptions:
     patient_moved_mm: float = 1.5
     max_hold_s: float = 300.0
     target_localization_sigma_mm: float = 0.1
+    drift_prior_mm_per_min: float = 0.3
+    model_point_sigma_mm: float = 0.2
 
 
 @dataclass
@@ -256,15 +279,19 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
     pending: deque[tuple[float, float, float]] = deque()  # (apply time, ŝ, ŝ velocity)
     s_hat_now, v_hat_now = np.nan, 0.0
 
-    corr = RollingCorrelation(tr.correlation.model, n_points=tr.correlation.n_points,
-                              max_residual_mm=tr.correlation.max_residual_mm)
-    shadow = RollingCorrelation(tr.correlation.model, n_points=tr.correlation.n_points,
-                                max_residual_mm=1e9)
-    ext_window: deque[float] = deque(maxlen=tr.correlation.n_points)  # model's ext values
+    def new_models() -> tuple[DriftCorrelation, DriftCorrelation]:
+        kw = {"n_points": tr.correlation.n_points,
+              "drift_prior_mm_per_min": options.drift_prior_mm_per_min,
+              "point_sigma_mm": options.model_point_sigma_mm}
+        return (DriftCorrelation(tr.correlation.model,
+                                 max_residual_mm=tr.correlation.max_residual_mm, **kw),
+                DriftCorrelation(tr.correlation.model, max_residual_mm=1e9, **kw))
+
+    corr, shadow = new_models()  # fitted to measured / to true target positions
 
     # --- estimates and state --------------------------------------------------------------
-    spine_est = np.eye(4)          # P̂ (room_from_anatomy estimate)
-    spine_true_at_image = np.eye(4)  # P(ti)
+    anat_est = np.eye(4)            # M̂: registered anatomy transform (last accepted pair)
+    anat_true_at_image = np.eye(4)  # M(ti): true imaged transform at that pair
     rotvec_est = np.zeros(3)
     have_spine = False
     holds: set[str] = {"setup"}
@@ -307,6 +334,7 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                 ok = res.accepted
                 detail = {"accepted": ok, "reason": res.reason,
                           "pose": [round(float(v), 4) for v in res.pose]}
+                rebuild = "patient_moved" in holds and mode == "spine_breathing"
                 if ok:
                     kf = int(np.searchsorted(frames.available_s, t, side="right"))
                     recent = centroid_xz[max(kf - 13, 0):kf]
@@ -314,8 +342,12 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                     if recent.size:
                         ref_xz = recent.mean(axis=0)
                     holds.discard("patient_moved")
-                    pose_err = res.pose - pose_all[i_img]
+                    pose_err = res.pose - res.pose_true
                     detail["pose_error"] = [round(float(v), 4) for v in pose_err]
+                    y_true = m_all[i_img][:3, 3] + offset_all[i_img]  # true target at xt
+                    detail["target_measured"] = [round(float(v), 4) for v in res.target_room]
+                    detail["target_error"] = [round(float(v), 4)
+                                              for v in res.target_room - y_true]
                     over_t = np.linalg.norm(res.pose[:3]) > lim.max_translation_mm
                     over_r = np.max(np.abs(res.pose[3:])) > lim.max_rotation_deg
                     holds.discard("registration_failed")
@@ -324,30 +356,29 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                         detail["interlock"] = "correction_limit"
                     else:
                         holds.discard("correction_limit")
-                    spine_est = matrix_from_pose(res.pose)
-                    rotvec_est = Rotation.from_matrix(spine_est[:3, :3]).as_rotvec(
+                    anat_est = matrix_from_pose(res.pose)
+                    rotvec_est = Rotation.from_matrix(anat_est[:3, :3]).as_rotvec(
                         degrees=True)
-                    spine_true_at_image = m_all[i_img]
+                    anat_true_at_image = matrix_from_pose(res.pose_true)
                     have_spine = True
+                    if rebuild:  # the model's points describe the patient before it moved
+                        corr, shadow = new_models()
+                        build_left = options.model_build_images - 1
+                        next_image_t = t + options.model_build_spacing_s
+                        holds.add("model_residual")
+                        detail["interlock"] = "patient moved (rebuilding the model)"
                     if mode == "spine_breathing":
                         kf = int(np.searchsorted(frames.available_s, res.time_s, side="right"))
                         e_img, v_img = _signal_at(sig_meas, kf - 1, frame_dt)
                         if np.isfinite(e_img):
-                            st = corr.add(e_img, res.target_offset_room, v_img)
-                            shadow.add(e_img, offset_all[i_img], v_img)
-                            ext_window.append(e_img)
+                            st = corr.add(res.time_s, e_img, res.target_room, v_img)
+                            shadow.add(res.time_s, e_img, y_true, v_img)
                             detail["external_mm"] = round(e_img, 4)
                             detail.update(model_residual_mm=round(st.residual_mm, 4),
                                           model_ok=st.model_ok)
                             if build_left == 0 and not st.model_ok:
                                 holds.add("model_residual")
-                                corr = RollingCorrelation(
-                                    tr.correlation.model, n_points=tr.correlation.n_points,
-                                    max_residual_mm=tr.correlation.max_residual_mm)
-                                shadow = RollingCorrelation(tr.correlation.model,
-                                                            n_points=tr.correlation.n_points,
-                                                            max_residual_mm=1e9)
-                                ext_window.clear()
+                                corr, shadow = new_models()
                                 build_left = options.model_build_images
                                 next_image_t = t + options.model_build_spacing_s
                                 detail["interlock"] = "model_residual (rebuilding)"
@@ -387,8 +418,7 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
                     holds.add("markers_lost")
                 else:
                     holds.discard("markers_lost")
-                ext_lo = min(ext_window, default=np.inf)
-                ext_hi = max(ext_window, default=-np.inf)
+                ext_lo, ext_hi = corr.ext_range
                 span = max(ext_hi - ext_lo, 1e-6)
                 margin = options.model_range_margin * span
                 if corr.fitted and np.isfinite(s_hat_now) and not (
@@ -401,20 +431,24 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
             # ---- commanded target ------------------------------------------------------------
             x0 = beams[min(beam_k, len(beams) - 1)].aim_room if beams else np.zeros(3)
             m = m_all[i]
-            spine_now = m[:3, :3] @ x0 + m[:3, 3]
-            tgt = spine_now + offset_all[i]
+            tgt = m[:3, :3] @ x0 + m[:3, 3] + offset_all[i]
             rec.target_true[i] = tgt
-            spine_at_image = spine_true_at_image[:3, :3] @ x0 + spine_true_at_image[:3, 3]
-            spine_part = spine_est[:3, :3] @ x0 + spine_est[:3, 3]
-            s_true = rec.ext_true[i]
             if mode == "spine_breathing" and corr.fitted and np.isfinite(s_hat_now):
-                v_true = (rec.ext_true[i] - rec.ext_true[max(i - 1, 0)]) / dt
-                f_hat_pred = corr.predict_one(s_hat_now, v_hat_now)
-                f_hat_true = corr.predict_one(s_true, v_true)
-                f_star_true = shadow.predict_one(s_true, v_true)
+                s_true = rec.ext_true[i]
+                v_true = (s_true - rec.ext_true[max(i - 1, 0)]) / dt
+                f_hat_pred = corr.predict_one(s_hat_now, v_hat_now, t)
+                f_hat_true = corr.predict_one(s_true, v_true, t)
+                f_star_true = shadow.predict_one(s_true, v_true, t)
+                lever_est = anat_est[:3, :3] @ x0           # R̂ (x0 − xt), xt = 0
+                lever_img = anat_true_at_image[:3, :3] @ x0  # R(ti) (x0 − xt)
+                c = f_hat_pred + lever_est
+                reg_part = f_hat_true - f_star_true + lever_est - lever_img
+                at_image = f_star_true + lever_img
             else:
-                f_hat_pred = f_hat_true = f_star_true = np.zeros(3)
-            c = spine_part + f_hat_pred
+                c = anat_est[:3, :3] @ x0 + anat_est[:3, 3]
+                at_image = anat_true_at_image[:3, :3] @ x0 + anat_true_at_image[:3, 3]
+                reg_part = c - at_image
+                f_hat_pred = f_hat_true = np.zeros(3)
             rec.target_commanded[i] = c
 
             # ---- delivery state -------------------------------------------------------------
@@ -474,10 +508,8 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
             err = _perp(src - tgt, d)
             rec.error_vec[i] = err
             comp = rec.components
-            comp["registration"][i] = _perp(spine_part - spine_at_image
-                                            + f_hat_true - f_star_true, d)
-            comp["correlation"][i] = _perp(spine_at_image - spine_now
-                                           + f_star_true - offset_all[i], d)
+            comp["registration"][i] = _perp(reg_part, d)
+            comp["correlation"][i] = _perp(at_image - tgt, d)
             comp["prediction"][i] = _perp(f_hat_pred - f_hat_true, d)
             comp["robot"][i] = err - _perp(c - tgt, d)
             step_wall += time.perf_counter() - ts

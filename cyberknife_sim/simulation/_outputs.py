@@ -20,15 +20,18 @@ __all__ = ["DECOMPOSITION_METHOD", "summarize", "write_beams_csv", "write_summar
            "write_timeseries_csv"]
 
 DECOMPOSITION_METHOD = (
-    "per-step vector decomposition, exact for the linear chain: registration = estimated "
-    "minus true spine position at the last image plus the correlation model's output minus "
-    "that of a shadow model fitted to the true offsets; correlation = spine motion since "
-    "the last image plus shadow-model error (all untracked motion in modes without a "
-    "breathing model); prediction = model output at the predicted minus at the true external "
-    "signal (latency, marker noise, dropped frames); robot = actual beam axis minus commanded "
-    "target. Each is projected perpendicular to the actual beam, and the four vectors sum "
-    "exactly to the targeting error vector; the RMS of each magnitude is reported (they add "
-    "as vectors, not as RMS values).")
+    "per-step vector decomposition, exact (the terms telescope): registration = the "
+    "correlation model fitted to the registration's target positions minus a shadow model "
+    "fitted to the TRUE target positions at the same X-ray points, both at the true external "
+    "signal (plus the rotation error on the beam's lever from the target center); in modes "
+    "without a breathing model, the registered minus the true imaged target position at the "
+    "last image; correlation = shadow model minus the true target now (model error, motion "
+    "since the model's points; all motion since the last image in modes without a breathing "
+    "model, breathing included); prediction = model output at the predicted minus at the true "
+    "external signal (latency, marker noise, dropped frames); robot = actual beam axis minus "
+    "commanded target. Each is projected perpendicular to the actual beam, and the four "
+    "vectors sum exactly to the targeting error vector; the RMS of each magnitude is reported "
+    "(they add as vectors, not as RMS values).")
 
 
 def _round(x, nd=6):
@@ -44,7 +47,7 @@ def _round(x, nd=6):
 
 
 def summarize(rec: LoopRecord, beams: list[Beam], *, scene, seed: int, imaging: str,
-              duration_s: float, setup_wall_s: float = 0.0) -> dict:
+              duration_s: float, setup_wall_s: float = 0.0, localization: str = "") -> dict:
     """Everything ``summary.json`` holds (plain JSON types).
 
     Parameters
@@ -63,6 +66,9 @@ def summarize(rec: LoopRecord, beams: list[Beam], *, scene, seed: int, imaging: 
         Requested simulated duration (s).
     setup_wall_s : float
         Wall time spent building the patient, plan and robot before the loop (s).
+    localization : str
+        How the target position was measured at each X-ray pair (registration, or the
+        sensor model of a soft-tissue target).
     """
     on = rec.beam_on_s > 0
     w = rec.beam_on_s[on]
@@ -88,6 +94,7 @@ def summarize(rec: LoopRecord, beams: list[Beam], *, scene, seed: int, imaging: 
         "seed": int(seed),
         "tracking_mode": scene.tracking.mode,
         "imaging": imaging,
+        "target_localization": localization,
         "duration_requested_s": float(duration_s),
         "simulated_s": sim_s,
         "stopped_early": rec.stopped_early,

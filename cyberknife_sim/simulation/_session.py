@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..motion import MarkerCamera, MotionTruth
-from ._imaging import ImagingMethod, make_imager
+from ._imaging import Imager, ImagingMethod, make_imager
 from ._loop import Beam, LoopOptions, LoopRecord, StoppedEarly, run_loop
 from ._outputs import summarize, write_beams_csv, write_summary, write_timeseries_csv
 
@@ -44,7 +44,7 @@ def _scene_for(scene, *, seed: int | None, duration_s: float | None):
 
 
 def simulate(scene, *, seed: int | None = None, duration_s: float | None = None,
-             imaging: ImagingMethod = "xray", options: LoopOptions | None = None,
+             imaging: ImagingMethod | Imager = "xray", options: LoopOptions | None = None,
              robot=None, beams: list[Beam] | None = None,
              progress: Callable[[int, int], None] | None = None) -> RunResult:
     """Simulate one treatment of ``scene``.
@@ -58,8 +58,9 @@ def simulate(scene, *, seed: int | None = None, duration_s: float | None = None,
     duration_s : float, optional
         Overrides ``scene.simulation.duration_s`` (s); the run also ends when the plan is
         delivered.
-    imaging : {"xray", "truth"}
-        The imaging seam: live X-ray pair + registration, or ideal registration.
+    imaging : {"xray", "truth"} or Imager
+        The imaging seam: live X-ray pair + registration, or ideal registration (or an
+        :class:`Imager` instance, e.g. a test double).
     options : LoopOptions
         Loop constants.
     robot, beams : optional
@@ -84,9 +85,12 @@ def simulate(scene, *, seed: int | None = None, duration_s: float | None = None,
     if beams is None or robot is None:
         from ._robot import build_plan_and_robot
         beams, robot = build_plan_and_robot(scene, rng=rng_plan, beams=beams, robot=robot)
-    imager = make_imager(imaging, scene, rng=rng_imaging,
-                         target_localization_sigma_mm=options.target_localization_sigma_mm,
-                         blank_times_s=tuple(getattr(sim, "blank_xray_at_s", ()) or ()))
+    if isinstance(imaging, Imager):
+        imager = imaging
+    else:
+        imager = make_imager(imaging, scene, rng=rng_imaging,
+                             target_localization_sigma_mm=options.target_localization_sigma_mm,
+                             blank_times_s=tuple(getattr(sim, "blank_xray_at_s", ()) or ()))
     setup_wall = time.perf_counter() - wall0
     n_total = max(1, int(np.floor(sim.duration_s / sim.time_step_s + 1e-9)))
     cb = None if progress is None else (lambda k: progress(k, n_total))
@@ -95,15 +99,15 @@ def simulate(scene, *, seed: int | None = None, duration_s: float | None = None,
                        robot=robot, duration_s=sim.duration_s, options=options,
                        progress=cb)
     except StoppedEarly as exc:
-        exc.result = _result(exc.record, beams, scene, imaging, setup_wall)
+        exc.result = _result(exc.record, beams, scene, imager, setup_wall)
         raise
-    return _result(rec, beams, scene, imaging, setup_wall)
+    return _result(rec, beams, scene, imager, setup_wall)
 
 
-def _result(rec, beams, scene, imaging, setup_wall) -> RunResult:
+def _result(rec, beams, scene, imager, setup_wall) -> RunResult:
     summary, rows = summarize(rec, beams, scene=scene, seed=scene.simulation.seed,
-                              imaging=imaging, duration_s=scene.simulation.duration_s,
-                              setup_wall_s=setup_wall)
+                              imaging=imager.method, duration_s=scene.simulation.duration_s,
+                              setup_wall_s=setup_wall, localization=imager.localization)
     return RunResult(record=rec, beams=beams, summary=summary, beam_rows=rows)
 
 

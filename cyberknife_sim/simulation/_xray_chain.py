@@ -1,7 +1,8 @@
 """Live X-ray pair of the true anatomy and its fiducial-free registration (the ``"xray"`` seam).
 
-Per imaging event: the planning CT is placed at the TRUE spine pose
-(``room_from_ct = matrix_from_pose(pose_true) @ planned_room_from_ct``), DRRs of both views
+Per imaging event: the planning CT is placed at the TRUE pose of the imaged anatomy
+(``room_from_ct = matrix_from_pose(pose_true) @ planned_room_from_ct``; for a spinal target
+that pose includes the breathing offset, see :mod:`._imaging`), DRRs of both views
 are rendered (``imaging.DrrRenderer``), turned into noisy 16-bit detector counts
 (``imaging.XrayModel``), and registered (``registration.Registration2D3D``) starting from
 the previous accepted estimate. A blank exposure (fault injection: tube misfire) is a frame
@@ -14,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..anatomy import load_patient
-from ..geometry import matrix_from_pose
+from ..geometry import apply_transform, matrix_from_pose
 from ..imaging import DrrRenderer, XrayModel, imaging_pair
 from ..registration import Registration2D3D
 
@@ -65,11 +66,25 @@ class XrayChain:
         return [self.xray.simulate(li, self.rng) for li in self.renderer.render(room_from_ct)]
 
     def image_and_register(self, pose_true: NDArray[np.float64], *, blank: bool = False
-                           ) -> tuple[NDArray[np.float64], bool, str, float]:
-        """Image and register; returns (pose (6,) mm/deg, accepted, reason, elapsed ms)."""
+                           ) -> tuple[NDArray[np.float64], NDArray[np.float64], bool, str, float]:
+        """Image the anatomy at ``pose_true`` (mm, deg) and register the pair.
+
+        Returns
+        -------
+        pose : ndarray, shape (6,)
+            Registered pose (mm, deg).
+        target_room : ndarray, shape (3,)
+            The patient's target at the registered pose,
+            ``apply_transform(result.room_from_ct, target_ct)`` (mm, room).
+        accepted : bool
+        reason : str
+        elapsed_ms : float
+        """
         images = self.live_pair(pose_true, blank=blank)
         res = self.registration.register(images, initial_pose=self.last_pose)
         if res.accepted:
             self.last_pose = np.array(res.pose, dtype=np.float64)
         reason = "" if res.accepted else res.reason
-        return np.array(res.pose, dtype=np.float64), bool(res.accepted), reason, res.elapsed_ms
+        target_room = apply_transform(res.room_from_ct, self.patient.target_ct_mm)
+        return (np.array(res.pose, dtype=np.float64), np.asarray(target_room, np.float64),
+                bool(res.accepted), reason, res.elapsed_ms)
