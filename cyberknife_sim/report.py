@@ -185,6 +185,9 @@ def write_report(out_dir: Path, summary: dict, beam_rows: list[dict],
             ("beam-on time (s)", summary["beam_on_s"]),
             ("beam-hold time (s)", summary["beam_hold_s"]),
             ("beams completed", f"{summary['beams_completed']} / {summary['beams_total']}"),
+            ("planned beam-on time (s)", summary.get("plan_beam_on_s")),
+            ("plan delivered at (s)", summary.get("plan_delivery_s")
+             if summary.get("plan_delivery_s") is not None else "not completed"),
             ("X-ray pairs (rejected)", f"{summary['images']['total']} "
              f"({summary['images']['rejected']})"),
             ("simulated time (s)", summary["simulated_s"]),
@@ -214,7 +217,8 @@ text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%}}
 .bad{{color:#b00;font-weight:bold}}details{{margin:1em 0}}</style></head><body>
 <h1>Simulated treatment: {html.escape(summary['scene'])}</h1>
 <p>Tracking mode <b>{html.escape(summary['tracking_mode'])}</b>, imaging
-<b>{html.escape(summary['imaging'])}</b>, seed {summary['seed']}.</p>{status}
+<b>{html.escape(summary['imaging'])}</b>, seed {summary['seed']}. Target localization at
+each X-ray pair: <b>{html.escape(summary.get('target_localization') or 'n/a')}</b>.</p>{status}
 <h2>Targeting error over beam-on time</h2>
 <p>Distance from the true target to the actual beam axis.</p>
 <table>{''.join(f'<tr><td>{k}</td><td>{_fmt(v)}</td></tr>' for k, v in rows)}</table>

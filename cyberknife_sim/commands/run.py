@@ -72,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{s['scene']}: tracking {s['tracking_mode']}, {s['simulated_s']:.0f} s simulated, "
               f"{s['beams_completed']}/{s['beams_total']} beams, beam hold "
               f"{s['beam_hold_s']:.1f} s")
+        done = s["plan_delivery_s"]
+        print(f"plan: {s['mu_planned']:.0f} MU, {s['plan_beam_on_s']:.0f} s beam-on; "
+              + (f"delivered in {done:.0f} s ({done / 60:.1f} min)" if done is not None
+                 else f"not completed ({s['mu_delivered']:.0f} MU delivered)"))
         print(f"targeting error over beam-on time: RMS {fmt(te['rms'])} mm, "
               f"p95 {fmt(te['p95'])} mm, max {fmt(te['max'])} mm; real-time factor "
               f"{fmt(s['realtime_factor'])}")

@@ -17,10 +17,31 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.transform import Rotation
 
-from ._ik import pointing_step
+from ._chain import _elementary, cross_rows
+from ._ik import _perp_basis, pointing_step
 from ._world import RobotWorld, _vec3
 
 __all__ = ["RobotController", "compensated_pointing", "traversal_time_s"]
+
+JACOBIAN_REUSE_RAD = 2e-3
+"""The refinement reuses the damped pseudo-inverse of the pointing Jacobian while the desired
+joints stay within this distance (rad, max over joints) of where it was computed; the step
+still uses the exact pointing error, so the fixed point (zero error) is the same, only the
+convergence rate changes (performance: one forward kinematics instead of a Jacobian and a
+linear solve per step)."""
+
+
+def _source_axis(chain, q_rad: NDArray[np.float64], base_mm: NDArray[np.float64]
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Beam source (mm) and unit direction of ``q_rad``: the forward kinematics of
+    ``chain.pointing_jacobian`` without the Jacobian (same arithmetic, same result)."""
+    rot = base_mm[:3, :3]
+    pos = base_mm[:3, 3]
+    offsets = chain.origins_mm[:, :3, 3]
+    for i in range(6):
+        pos = pos + rot @ offsets[i]
+        rot = rot @ _elementary(chain.axis_index[i], float(q_rad[i]))
+    return pos + rot @ chain.flange_from_source_mm[:3, 3], rot @ chain.flange_from_source_mm[:3, 2]
 
 
 def compensated_pointing(node_room: ArrayLike, planned_target_room: ArrayLike,
@@ -127,6 +148,10 @@ class RobotController:
         self._queue: deque[tuple[float, NDArray[np.float64]]] = deque([(-math.inf, q.copy())])
         self._node: NDArray[np.float64] | None = None
         self._goal: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+        self._axis: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+        self._gain: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
+                          float] | None = None
+        self._turn: tuple[bytes, bytes, NDArray[np.float64]] | None = None
 
     @property
     def joints_deg(self) -> NDArray[np.float64]:
@@ -164,8 +189,15 @@ class RobotController:
             IK solution at the node (deg), e.g. from the plan.
         """
         node = np.asarray(node_room, dtype=np.float64)
-        src, d = compensated_pointing(node, self.planned_target_room, target_room,
-                                      rotation_deg=rotation_deg)
+        # the rotated node offset changes only with the node or the rotation (cached)
+        rot_key = b"" if rotation_deg is None else np.asarray(rotation_deg, np.float64).tobytes()
+        if self._turn is None or self._turn[0] != node.tobytes() or self._turn[1] != rot_key:
+            src0, _ = compensated_pointing(node, self.planned_target_room,
+                                           self.planned_target_room, rotation_deg=rotation_deg)
+            self._turn = (node.tobytes(), rot_key, src0 - self.planned_target_room)
+        offset = self._turn[2]
+        target = _vec3(target_room, "target_room")
+        src, d = target + offset, -offset / float(np.linalg.norm(offset))
         if self._node is None or not np.array_equal(node, self._node):
             if node_joints_deg is None:
                 q = self.world.solve_pointing(node, self.planned_target_room,
@@ -174,6 +206,7 @@ class RobotController:
                 q = np.asarray(node_joints_deg, dtype=np.float64)
             self._q_des = np.radians(q)
             self._node = node.copy()
+            self._gain = None
         self._goal = (src, d)
 
     def _refine(self) -> None:
@@ -181,9 +214,33 @@ class RobotController:
         if self._goal is None:
             return
         src, d = self._goal
-        dq, _, _ = pointing_step(self.chain, self._q_des, self._base, src, d,
-                                 lever_mm=float(np.linalg.norm(src - self.planned_target_room)))
+        lever = float(np.linalg.norm(src - self.planned_target_room))
+        g = self._gain
+        if (g is None or abs(g[3] - lever) > 1e-6 * lever
+                or float(np.max(np.abs(self._q_des - g[0]))) > JACOBIAN_REUSE_RAD):
+            dq, _, _ = pointing_step(self.chain, self._q_des, self._base, src, d,
+                                     lever_mm=lever)
+            self._gain = self._pseudo_inverse(lever)
+        else:
+            p, d_now = _source_axis(self.chain, self._q_des, self._base)
+            e_w = cross_rows(d_now, d)
+            e = np.concatenate([src - p, lever * (g[1] @ e_w)])
+            dq = g[2] @ e
+            step = float(np.max(np.abs(dq)))
+            if step > 0.3:  # pointing_step's max_step_rad
+                dq *= 0.3 / step
         self._q_des = np.clip(self._q_des + dq, self._lo, self._hi)
+
+    def _pseudo_inverse(self, lever: float) -> tuple:
+        """(q, basis, damped pseudo-inverse A^T (A A^T + λ² I)^-1, lever) at the desired
+        joints, as in :func:`pointing_step` (damping 1e-3)."""
+        q = self._q_des.copy()
+        _, d, jv, jw = self.chain.pointing_jacobian(q, self._base)
+        basis = _perp_basis(d)
+        a = np.vstack([jv, lever * (basis @ jw)])
+        aat = a @ a.T
+        lam2 = 1e-6 * float(np.trace(aat)) / 5.0
+        return q, basis, a.T @ np.linalg.inv(aat + lam2 * np.eye(5)), lever
 
     def step(self, dt_s: float) -> None:
         """Advance the robot by ``dt_s`` seconds.
@@ -211,6 +268,7 @@ class RobotController:
         v = np.clip(self._qd + dv, -self._vmax, self._vmax)
         self._q = np.clip(self._q + v * dt_s, self._lo, self._hi)
         self._qd = v
+        self._axis = None
         self.time_s += dt_s
         if self.encoder_noise_deg > 0.0:
             assert self.rng is not None
@@ -219,8 +277,9 @@ class RobotController:
     # ------------------------------------------------------------------ outputs
     def beam_axis(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Actual beam source (room mm) and unit direction, from the simulated joints."""
-        p, d, _, _ = self.chain.pointing_jacobian(self._q + self._noise, self._base)
-        return p, d
+        if self._axis is None:  # forward kinematics once per step
+            self._axis = _source_axis(self.chain, self._q + self._noise, self._base)
+        return self._axis
 
     def targeting_error_mm(self, target_room: ArrayLike) -> float:
         """Distance from ``target_room`` (mm) to the actual beam axis (mm)."""

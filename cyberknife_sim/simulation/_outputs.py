@@ -79,6 +79,7 @@ def summarize(rec: LoopRecord, beams: list[Beam], *, scene, seed: int, imaging: 
     rows, mu_weighted = beam_statistics(rec.beam_index, np.linalg.norm(rec.error_vec, axis=1)
                                         if rec.n_steps else np.zeros(0), rec.beam_on_s, mu)
     sim_s = rec.n_steps * scene.simulation.time_step_s
+    rate_mu_s = scene.plan.dose_rate_mu_per_min / 60.0
     images = rec.images
     pose_err = np.array([ev["pose_error"] for ev in rec.events
                          if ev["kind"] == "image" and ev.get("accepted")]).reshape(-1, 6)
@@ -102,6 +103,9 @@ def summarize(rec: LoopRecord, beams: list[Beam], *, scene, seed: int, imaging: 
         "beams_total": len(beams),
         "beams_completed": rec.beams_completed,
         "mu_planned": float(mu.sum()),
+        "plan_beam_on_s": float(mu.sum()) / rate_mu_s,
+        "plan_delivery_s": next((ev["time_s"] for ev in rec.events
+                                 if ev["kind"] == "plan_complete"), None),
         "mu_delivered": float(rec.mu_delivered.sum()) if rec.mu_delivered is not None else 0.0,
         "targeting_error_mm": {k: stats[k] for k in ("rms", "mean", "p95", "max")},
         "within_0_5mm_fraction": stats["within_0_5mm"],
