@@ -48,34 +48,67 @@ _TRANSPOSE = {0: (2, 0, 1), 1: (1, 0, 2), 2: (0, 1, 2)}
 _WARP_FLAGS = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
 
 
-def _lerp_matrix(ratios: NDArray, s_w: float, lo_w: float, step: float, n_out: int, n_in: int,
-                 *, block: bool) -> sparse.csr_array:
-    """Linear-interpolation weights of every plane along one in-plane axis (zero outside).
+def _lerp_weights(ratios: NDArray, s_w: float, lo_w: float, step: float, n_out: int,
+                  n_in: int) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    """Linear-interpolation taps of every plane along one in-plane axis (zero outside).
 
     Plane ``c`` is sampled at ``w = s_w + (lo_w + step·g - s_w)·r_c`` for output index g.
-    ``block=True``: shape ``(n_planes·n_out, n_planes·n_in)``, block-diagonal (one block per
-    plane). ``block=False``: shape ``(n_out, n_planes·n_in)``, summing over the planes.
+
+    Returns
+    -------
+    cols : ndarray, shape (n_planes, n_out, 2), int32
+        Input indices of the two taps (clipped into the grid; their weight is 0 outside).
+    weights : ndarray, shape (n_planes, n_out, 2), float32
     """
-    n_p = ratios.size
-    g = np.arange(n_out, dtype=np.float64)
-    w = s_w * (1.0 - ratios[:, None]) + (lo_w + step * g[None, :]) * ratios[:, None]
+    r = ratios[:, None]
+    w = (s_w * (1.0 - r) + lo_w * r) + (step * r) * np.arange(n_out, dtype=np.float64)[None, :]
     w0 = np.floor(w)
     f = (w - w0).astype(np.float32)
-    w0 = w0.astype(np.int64)
-    i0, i1 = w0, w0 + 1
-    data = np.stack([np.where((i0 >= 0) & (i0 < n_in), 1.0 - f, 0.0),
-                     np.where((i1 >= 0) & (i1 < n_in), f, 0.0)], axis=-1).astype(np.float32)
-    offset = (np.arange(n_p) * n_in)[:, None, None]
-    cols = np.stack([np.clip(i0, 0, n_in - 1), np.clip(i1, 0, n_in - 1)], axis=-1) + offset
-    if block:  # rows (plane, g)
-        shape = (n_p * n_out, n_p * n_in)
-        indptr = np.arange(0, 2 * n_p * n_out + 1, 2)
-        return sparse.csr_array((data.ravel(), cols.ravel(), indptr), shape=shape)
-    # rows g, each with 2 entries per plane
-    data = data.transpose(1, 0, 2).reshape(n_out, -1)
-    cols = cols.transpose(1, 0, 2).reshape(n_out, -1)
-    indptr = np.arange(0, 2 * n_p * n_out + 1, 2 * n_p)
-    return sparse.csr_array((data.ravel(), cols.ravel(), indptr), shape=(n_out, n_p * n_in))
+    i0 = w0.astype(np.int32)
+    weights = np.empty(f.shape + (2,), np.float32)
+    weights[..., 0] = 1.0 - f
+    weights[..., 1] = f
+    weights[..., 0][(i0 < 0) | (i0 >= n_in)] = 0.0
+    weights[..., 1][(i0 < -1) | (i0 >= n_in - 1)] = 0.0
+    cols = np.empty(f.shape + (2,), np.int32)
+    np.clip(i0, 0, n_in - 1, out=cols[..., 0])
+    np.clip(i0 + 1, 0, n_in - 1, out=cols[..., 1])
+    return cols, weights
+
+
+def _block_matrix(cols: NDArray, weights: NDArray, n_in: int) -> sparse.csr_array:
+    """Block-diagonal interpolation matrix, rows ``(plane, g)``, columns ``(plane, w)``."""
+    n_p, n_out, _ = cols.shape
+    idx = cols + (np.arange(n_p, dtype=np.int32) * n_in)[:, None, None]
+    indptr = np.arange(0, 2 * n_p * n_out + 1, 2, dtype=np.int32)
+    return sparse.csr_array((weights.ravel(), idx.ravel(), indptr),
+                            shape=(n_p * n_out, n_p * n_in))
+
+
+def _summing_matrix(cols: NDArray, weights: NDArray, n_in: int) -> sparse.csr_array:
+    """Interpolation matrix summing over planes: rows g, columns ``(plane, w)``."""
+    n_p, n_out, _ = cols.shape
+    idx = cols + (np.arange(n_p, dtype=np.int32) * n_in)[:, None, None]
+    indptr = np.arange(0, 2 * n_p * n_out + 1, 2 * n_p, dtype=np.int32)
+    return sparse.csr_array((np.ascontiguousarray(weights.transpose(1, 0, 2)).ravel(),
+                             np.ascontiguousarray(idx.transpose(1, 0, 2)).ravel(), indptr),
+                            shape=(n_out, n_p * n_in))
+
+
+def _project_planes(slabs: NDArray[np.float32], ratios: NDArray, src_uv: tuple[float, float],
+                    lo: NDArray, step: float, width: int, height: int) -> NDArray[np.float32]:
+    """Σ over planes of the bilinearly resampled slabs on the intermediate grid, (width, height).
+
+    Along v (block-diagonal product), a per-plane transpose, then along u summing over the
+    planes (one product).
+    """
+    n_planes, n_v, n_u = slabs.shape
+    cv_, wv = _lerp_weights(ratios, src_uv[1], lo[1], step, height, n_v)
+    cu, wu = _lerp_weights(ratios, src_uv[0], lo[0], step, width, n_u)
+    t = _block_matrix(cv_, wv, n_v) @ slabs.reshape(n_planes * n_v, n_u)
+    t = np.ascontiguousarray(t.reshape(n_planes, height, n_u).transpose(0, 2, 1))
+    return np.asarray(_summing_matrix(cu, wu, n_u) @ t.reshape(n_planes * n_u, height),
+                      dtype=np.float32)
 
 
 class DrrRenderer:
@@ -237,11 +270,7 @@ class DrrRenderer:
 
         # sum over planes of the bilinearly resampled slabs, as two sparse products:
         # along v (block-diagonal over planes), then along u and over planes at once
-        w_v = _lerp_matrix(ratios, s_v, lo[1], step, height, n_v, block=True)
-        w_u = _lerp_matrix(ratios, s_u, lo[0], step, width, n_u, block=False)
-        t = (w_v @ slabs.reshape(n_planes * n_v, n_u)).reshape(n_planes, height, n_u)
-        t = np.ascontiguousarray(t.transpose(0, 2, 1)).reshape(n_planes * n_u, height)
-        acc_t = np.asarray(w_u @ t, dtype=np.float32)  # (width, height): transposed image
+        acc_t = _project_planes(slabs, ratios, (s_u, s_v), lo, step, width, height)
 
         # path length (mm) per plane along the ray through each intermediate grid point
         a_mat = room_from_ijk[:3, :3]

@@ -11,7 +11,7 @@ derived from the live image gradient and :func:`._projective.pose_jacobian`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -62,6 +62,12 @@ class LiveLevel:
     c0: int
     r0: int
     scale: int = 1
+    stack: NDArray[np.float32] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # image and gradients interleaved, so one remap samples all three
+        self.stack = cv2.merge([np.asarray(x, np.float32) for x in (self.image, self.grad_col,
+                                                                     self.grad_row)])
 
     @classmethod
     def from_image(cls, image: NDArray[np.float32], c0: int, r0: int, *,
@@ -78,22 +84,20 @@ class LiveLevel:
         return cls(image, gc, gr, int(c0), int(r0), int(scale))
 
 
-def _sample(live: LiveLevel, uv: NDArray[np.float64]) -> tuple[NDArray, ...]:
-    """Bilinear samples of image and gradients at full-detector ``uv`` (n, 2); NaN outside."""
+def _sample(live: LiveLevel, uv: NDArray[np.float64]) -> NDArray[np.float32]:
+    """Bilinear samples of image and gradients at full-detector ``uv`` (n, 2); NaN outside.
+
+    Returns an ``(n, 3)`` float32 array: image, d/dcol, d/drow.
+    """
     n = uv.shape[0]
-    width = 1024  # cv2.remap needs maps narrower than 32767 pixels
-    m = -(-n // width) * width
-    mx = np.full(m, -1e4, np.float32)
-    my = np.full(m, -1e4, np.float32)
+    width = 16384  # cv2.remap needs maps narrower than 32767 pixels
+    m = -(-n // width) * width if n > width else n
     off = 0.5 * (live.scale - 1)
-    mx[:n] = (uv[:, 0] - live.c0 - off) / live.scale
-    my[:n] = (uv[:, 1] - live.r0 - off) / live.scale
-    mx, my = mx.reshape(-1, width), my.reshape(-1, width)
-    out = []
-    for img in (live.image, live.grad_col, live.grad_row):
-        out.append(cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                             borderValue=np.nan).ravel()[:n])
-    return tuple(out)
+    maps = np.full((m, 2), -1e4, np.float32)
+    maps[:n] = (uv - np.array([live.c0 + off, live.r0 + off])) / live.scale
+    out = cv2.remap(live.stack, maps.reshape(-1, min(m, width), 2), None, cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_CONSTANT, borderValue=(np.nan, np.nan, np.nan))
+    return out.reshape(-1, 3)[:n]
 
 
 def _evaluate(refs: list[RefLevel], lives: list[LiveLevel], t: NDArray[np.float64], *,
@@ -109,50 +113,54 @@ def _evaluate(refs: list[RefLevel], lives: list[LiveLevel], t: NDArray[np.float6
     jtj = np.zeros((6, 6)) if want_jacobian else None
     jtr = np.zeros(6) if want_jacobian else None
     for ref, live in zip(refs, lives, strict=True):
-        x = ref.points_room @ t[:3, :3].T + t[:3, 3]
         p = ref.projection_matrix
-        h = x @ p[:, :3].T + p[:, 3]
-        uv = h[:, :2] / h[:, 2:3]
-        val, gc, gr = _sample(live, uv)
-        ok = np.isfinite(val)
-        if ok.sum() < 0.5 * ok.size or ok.sum() < 16:
+        # project T·X directly: h = P (R X + t) = (P3 R) X + (P3 t + p4)
+        pr = p[:, :3] @ t[:3, :3]
+        h = ref.points_room @ pr.T + (p[:, :3] @ t[:3, 3] + p[:, 3])
+        inv_h3 = 1.0 / h[:, 2]
+        uv = h[:, :2] * inv_h3[:, None]
+        smp = _sample(live, uv)
+        ok = np.isfinite(smp[:, 0])
+        n_ok = int(np.count_nonzero(ok))
+        if n_ok < 0.5 * ok.size or n_ok < 16:
             nccs.append(0.0)
             costs.append(1.0)
             continue
-        v = val[ok].astype(np.float64)
-        e = ref.values[ok]
+        all_ok = n_ok == ok.size
+        if not all_ok:
+            smp, h, uv, inv_h3 = smp[ok], h[ok], uv[ok], inv_h3[ok]
+        v = smp[:, 0].astype(np.float64)
+        e = ref.values if all_ok else ref.values[ok]
         e = e - e.mean()
-        e_std = e.std()
-        v_mean, v_std = v.mean(), v.std()
+        e_std = float(np.sqrt(np.dot(e, e) / e.size))
+        v = v - v.mean()
+        v_std = float(np.sqrt(np.dot(v, v) / v.size))
         if v_std <= 0 or e_std <= 0:
             nccs.append(0.0)
             costs.append(1.0)
             continue
-        vn = (v - v_mean) / v_std
+        vn = v / v_std
         en = e / e_std
-        nccs.append(float(np.mean(vn * en)))
+        nccs.append(float(np.dot(vn, en)) / vn.size)
         r = vn - en
         if huber is None:
             w = None
-            costs.append(0.5 * float(np.mean(r * r)))
+            costs.append(0.5 * float(np.dot(r, r)) / r.size)
         else:
             a = np.abs(r)
-            w = np.minimum(1.0, huber / np.maximum(a, 1e-12))
-            costs.append(float(np.mean(np.where(a <= huber, 0.5 * r * r,
-                                                huber * (a - 0.5 * huber)))))
+            inside = a <= huber
+            w = np.where(inside, 1.0, huber / np.maximum(a, 1e-12))
+            costs.append(float(np.mean(np.where(inside, 0.5 * r * r, huber * (a - 0.5 * huber)))))
         if want_jacobian:
             # d(col,row)/dX per point, contracted with the image gradient: a 3-D gradient g;
-            # translation columns are g, rotation columns X × g (see pose_jacobian).
-            xo, ho, uvo = x[ok], h[ok], uv[ok]
-            inv_h3 = 1.0 / ho[:, 2]
-            g = (gc[ok, None] * (p[0, :3] - uvo[:, :1] * p[2, :3])
-                 + gr[ok, None] * (p[1, :3] - uvo[:, 1:2] * p[2, :3])) * (inv_h3 / v_std)[:, None]
-            j = np.empty((g.shape[0], 6))
-            j[:, :3] = g
-            j[:, 3] = xo[:, 1] * g[:, 2] - xo[:, 2] * g[:, 1]
-            j[:, 4] = xo[:, 2] * g[:, 0] - xo[:, 0] * g[:, 2]
-            j[:, 5] = xo[:, 0] * g[:, 1] - xo[:, 1] * g[:, 0]
-            scale = 1.0 / ok.sum()
+            # translation columns are g, rotation columns X × g (see pose_jacobian), with X the
+            # moved point T·X (rows of P3 R map original points, so X × g uses the moved ones).
+            k = smp[:, 1:3].astype(np.float64) * (inv_h3 / v_std)[:, None]
+            coef = np.column_stack([k, -(k[:, 0] * uv[:, 0] + k[:, 1] * uv[:, 1])])
+            g = coef @ p[:, :3]
+            xo = (ref.points_room if all_ok else ref.points_room[ok]) @ t[:3, :3].T + t[:3, 3]
+            j = np.concatenate([g, np.cross(xo, g)], axis=1)
+            scale = 1.0 / g.shape[0]
             jw = j if w is None else j * w[:, None]
             jtj += scale * (jw.T @ j)
             jtr += scale * (jw.T @ r)
@@ -184,8 +192,10 @@ def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np
     motion : ndarray, shape (4, 4)
         Best motion found.
     info : dict
-        ``iterations``, ``ncc`` (per view at the result), ``converged``, ``last_step_mm``,
-        ``last_step_deg``.
+        ``iterations``, ``ncc`` (per view at the result), ``converged`` (the last step was
+        below the tolerances), ``last_step_mm``, ``last_step_deg`` (the last step tried),
+        ``last_cost_change`` (relative cost decrease of the last accepted step; inf if none
+        was accepted), ``cost`` (at the result).
     """
     t = np.array(start, dtype=np.float64)
     cost, nccs, jtj, jtr = _evaluate(refs, lives, t, want_jacobian=True, huber=huber)
@@ -193,6 +203,7 @@ def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np
     lam = 1e-4
     converged = False
     step_mm = step_deg = np.inf
+    cost_change = np.inf
     it = 0
     for it in range(1, max_iterations + 1):  # noqa: B007 - reported below
         a = jtj + lam * np.diag(np.diag(jtj) + 1e-12)
@@ -208,6 +219,7 @@ def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np
         cand = increment_matrix(delta) @ best_t
         c_cost, c_nccs, c_jtj, c_jtr = _evaluate(refs, lives, cand, want_jacobian=True, huber=huber)
         if c_cost <= best_cost:
+            cost_change = (best_cost - c_cost) / max(best_cost, 1e-12)
             best_t, best_cost, best_nccs = cand, c_cost, c_nccs
             jtj, jtr = c_jtj, c_jtr
             lam = max(lam * 0.3, 1e-6)
@@ -222,4 +234,5 @@ def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np
             if lam > 1e4:
                 break
     return best_t, {"iterations": it, "ncc": best_nccs, "converged": converged,
-                    "last_step_mm": step_mm, "last_step_deg": step_deg}
+                    "last_step_mm": step_mm, "last_step_deg": step_deg,
+                    "last_cost_change": float(cost_change), "cost": best_cost}

@@ -39,7 +39,7 @@ from ..geometry import check_transform, invert, matrix_from_pose, pose_from_matr
 from ..imaging import DrrRenderer, ViewGeometry
 from ._depth import Window, pixel_points_room, splat_depth
 from ._enhance import EnhanceMethod, enhance
-from ._gauss_newton import LiveLevel, RefLevel, gauss_newton
+from ._gauss_newton import LiveLevel, RefLevel, _evaluate, gauss_newton
 from ._projective import project, triangulate_shift
 from ._roi import DrrContent, roi_model
 from ._shift import match_template_candidates
@@ -50,6 +50,21 @@ __all__ = ["Registration2D3D", "RegistrationResult"]
 # many of the strongest-gradient DRR pixels per view drive Gauss-Newton.
 _LEVELS = {"coarse": {"scale": 2, "sigma": 1.25, "background": 5.0, "n_pixels": 3000},
            "fine": {"scale": 1, "sigma": 1.0, "background": 4.0, "n_pixels": 6000}}
+# A fine refinement round whose total update is below these has settled (no further round);
+# the result counts as converged when the last round's update is below the wider bounds.
+_SETTLED_MM, _SETTLED_DEG = 0.15, 0.15
+# The last round has converged when its last step, or its last relative cost decrease, is
+# below these (a plateau of the similarity).
+_PLATEAU_STEP_MM, _PLATEAU_STEP_DEG = 0.05, 0.05
+_PLATEAU_COST = 1e-3
+# Depth maps (smooth by construction) are splatted into 2x2 pixel blocks.
+_DEPTH_SCALE = 2
+_DEPTH_POINTS = 12_000
+
+
+def _angle_deg(motion: NDArray) -> float:
+    """Rotation angle of a rigid 4x4 transform (deg)."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(motion[:3, :3]) - 1) / 2, -1, 1))))
 
 
 def _reduce(image: NDArray, scale: int) -> NDArray[np.float32]:
@@ -154,6 +169,10 @@ class Registration2D3D:
     huber : float, optional
         Huber threshold of the robust Gauss-Newton (normalised residual units); None for
         least squares.
+    min_view_contrast : float
+        Swapped-view check: the mean final NCC of the live images against their own DRRs
+        must exceed their mean NCC against the other view's DRRs (``quality["swap_ncc"]``)
+        by this much.
     """
 
     def __init__(self, volume: Volume, views: Sequence[ViewGeometry], *,
@@ -162,8 +181,9 @@ class Registration2D3D:
                  content: DrrContent = "bone", enhance_method: EnhanceMethod = "dog",
                  capture_mm: float = 25.0, capture_deg: float = 6.0, min_ncc: float = 0.3,
                  max_disagreement_mm: float = 3.0, open_field_counts: float | None = None,
-                 max_refinements: int = 2, oversampling: float = 1.0,
-                 n_candidates: int = 4, huber: float | None = 0.5) -> None:
+                 max_refinements: int = 3, oversampling: float = 1.0,
+                 n_candidates: int = 4, huber: float | None = 0.5,
+                 min_view_contrast: float = 0.1) -> None:
         views = tuple(views)
         if len(views) != 2 or not all(isinstance(v, ViewGeometry) for v in views):
             raise ValueError("views: expected two ViewGeometry objects")
@@ -181,10 +201,15 @@ class Registration2D3D:
         self.max_refinements = int(max_refinements)
         self.n_candidates = int(n_candidates)
         self.huber = huber
+        self.min_view_contrast = float(min_view_contrast)
         self.roi = roi_model(volume, self.target_ct_mm, half_size_mm=roi_half_size_mm,
                              mu_water_per_mm=self.mu_water_per_mm, content=content)
         self.target_room = (self.planned_room_from_ct @ np.append(self.target_ct_mm, 1.0))[:3]
 
+        # the depth maps are smooth averages: a subset of the bone points is enough
+        stride = max(1, int(np.ceil(len(self.roi.points_ct) / _DEPTH_POINTS)))
+        self._depth_points_ct = np.ascontiguousarray(self.roi.points_ct[::stride])
+        self._depth_weights = np.ascontiguousarray(self.roi.weights[::stride])
         self._states: list[_ViewState] = []
         corners_room = (self.roi.corners_ct @ self.planned_room_from_ct[:3, :3].T
                         + self.planned_room_from_ct[:3, 3])
@@ -208,10 +233,12 @@ class Registration2D3D:
             np.linalg.norm(self.target_room - view.source_room))
         return int(np.ceil(mm * mag / view.pixel_spacing_mm))
 
-    def _reference(self, room_from_ct: NDArray, *, levels: tuple[str, ...]) -> dict:
-        """Render DRRs at a pose and build each level's :class:`RefLevel` per view."""
+    def _reference(self, room_from_ct: NDArray, *, levels: tuple[str, ...],
+                   n_pixels: int | None = None) -> dict:
+        """Render DRRs at a pose and build each level's :class:`RefLevel` per view
+        (``n_pixels`` overrides the level's number of driving pixels per view)."""
         drrs = self.renderer.render(room_from_ct)
-        pts_room = self.roi.points_ct @ room_from_ct[:3, :3].T + room_from_ct[:3, 3]
+        pts_room = self._depth_points_ct @ room_from_ct[:3, :3].T + room_from_ct[:3, 3]
         target_room = (room_from_ct @ np.append(self.target_ct_mm, 1.0))[:3]
         corners = self.roi.corners_ct @ room_from_ct[:3, :3].T + room_from_ct[:3, 3]
         out: dict = {"drr": drrs, "room_from_ct": room_from_ct, "levels": {}}
@@ -221,7 +248,8 @@ class Registration2D3D:
             v, w = st.view, st.drr_window
             p = v.projection_matrix
             target_depth = float(p[2, :3] @ target_room + p[2, 3])
-            depth = splat_depth(v, w, pts_room, self.roi.weights, default_depth_mm=target_depth)
+            depth = splat_depth(v, w, pts_room, self._depth_weights, default_depth_mm=target_depth,
+                                scale=_DEPTH_SCALE)
             hull = project(p, corners) - np.array([w.c0, w.r0])
             mask = np.zeros((w.h, w.w), np.float32)
             cv2.fillConvexPoly(mask, cv2.convexHull(np.rint(hull).astype(np.int32)), 1.0)
@@ -236,15 +264,17 @@ class Registration2D3D:
                 gc = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=1)
                 gr = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=1)
                 strength = np.where(m, gc * gc + gr * gr, -1.0).ravel()
-                n = min(int(cfg["n_pixels"]), int(m.sum()))
+                n = min(int(n_pixels or cfg["n_pixels"]), int(m.sum()))
                 idx = np.argpartition(strength, -n)[-n:] if n > 0 else np.zeros(0, int)
                 rows, cols = np.unravel_index(np.sort(idx), img.shape)
                 vals = img[rows, cols].astype(np.float64)
                 vals = (vals - vals.mean()) / max(vals.std(), 1e-12)
                 fc = sc * cols + 0.5 * (sc - 1)  # full-resolution window pixel
                 fr = sc * rows + 0.5 * (sc - 1)
-                d = depth[np.clip(np.rint(fr).astype(int), 0, w.h - 1),
-                          np.clip(np.rint(fc).astype(int), 0, w.w - 1)]
+                d = depth[np.clip(np.rint((fr - 0.5 * (_DEPTH_SCALE - 1)) / _DEPTH_SCALE)
+                                  .astype(int), 0, depth.shape[0] - 1),
+                          np.clip(np.rint((fc - 0.5 * (_DEPTH_SCALE - 1)) / _DEPTH_SCALE)
+                                  .astype(int), 0, depth.shape[1] - 1)].astype(np.float64)
                 pts = pixel_points_room(v, fc + w.c0, fr + w.r0, d)
                 out["levels"][lvl].append(RefLevel(p, pts, vals))
                 out.setdefault("enhanced", {}).setdefault(lvl, []).append(img)
@@ -261,7 +291,7 @@ class Registration2D3D:
         if np.issubdtype(a.dtype, np.integer):
             i0 = self.open_field_counts or max(float(a.max()), 1.0)
             crop = np.maximum(a[window.slices].astype(np.float32), np.float32(0.5))
-            return np.float32(np.log(i0)) - np.log(crop)
+            return np.float32(np.log(i0)) - cv2.log(crop)
         li = a[window.slices].astype(np.float32)
         if not np.all(np.isfinite(li)):
             raise InputError(f"live image {v.name}: contains NaN or infinite values")
@@ -348,23 +378,40 @@ class Registration2D3D:
         # --- re-render at the estimate and refine ---------------------------------------------
         room_from_ct = motion @ self.planned_room_from_ct
         quality["iterations"]["refine"] = []
-        for _ in range(self.max_refinements):
+        quality["refine_update"] = []
+        n_rounds = 0
+        for k in range(self.max_refinements):
             if not self._plausible(room_from_ct):
                 break
-            refs = self._reference(room_from_ct, levels=("fine",))
+            # the first round only brings the pose near the optimum: half the pixels, a
+            # looser tolerance; later rounds use all of them
+            first = k == 0 and self.max_refinements > 1
+            refs = self._reference(room_from_ct, levels=("fine",),
+                                   n_pixels=_LEVELS["fine"]["n_pixels"] // 2 if first else None)
             lap("rerender")
             rel, info = gauss_newton(refs["levels"]["fine"], lives["fine"], np.eye(4),
-                                     max_iterations=6, tol_mm=0.01, tol_deg=0.01,
-                                     huber=self.huber)
+                                     max_iterations=6, tol_mm=0.02 if first else 0.01,
+                                     tol_deg=0.02 if first else 0.01, huber=self.huber)
             room_from_ct = rel @ room_from_ct
+            n_rounds += 1
+            upd = (float(np.linalg.norm(rel[:3, 3])), _angle_deg(rel))
             quality["iterations"]["refine"].append(info["iterations"])
+            quality["refine_update"].append([round(upd[0], 4), round(upd[1], 4)])
             lap("refine")
-            if np.linalg.norm(rel[:3, 3]) < 0.05 and np.degrees(
-                    np.arccos(np.clip((np.trace(rel[:3, :3]) - 1) / 2, -1, 1))) < 0.05:
+            # the fixed point of render-then-refine: a full round that barely moves the pose
+            # needs no other; a further round only while the last one still moved it
+            if not first and (upd[0] < _SETTLED_MM and upd[1] < _SETTLED_DEG):
                 break
         quality["ncc"] = [float(c) for c in info["ncc"]]
-        quality["converged"] = bool(info["converged"] or (info["last_step_mm"] < 0.05
-                                                          and info["last_step_deg"] < 0.05))
+        # converged: the last round ended on a plateau (its last step or its last cost
+        # decrease was negligible), whatever the number of iterations it took
+        quality["last_step"] = [float(info["last_step_mm"]), float(info["last_step_deg"])]
+        quality["last_cost_change"] = float(info["last_cost_change"])
+        quality["converged"] = bool(n_rounds > 0 and (
+            (info["last_step_mm"] < _PLATEAU_STEP_MM and info["last_step_deg"] < _PLATEAU_STEP_DEG)
+            or info["last_cost_change"] < _PLATEAU_COST))
+        if n_rounds:
+            quality["swap_ncc"] = self._cross_ncc(refs["levels"]["fine"], lives["fine"], rel)
 
         # --- verdict ------------------------------------------------------------------------
         motion = room_from_ct @ invert(self.planned_room_from_ct)
@@ -394,6 +441,17 @@ class Registration2D3D:
         return view.source_to_detector_mm / float(np.linalg.norm(self.target_room
                                                                  - view.source_room))
 
+    @staticmethod
+    def _cross_ncc(refs: list[RefLevel], lives: list[LiveLevel], rel: NDArray) -> list[float]:
+        """NCC of each live image against the *other* view's DRR at the final pose.
+
+        The two default views are mirror images of each other's geometry, so the other
+        view's pixel grid lands on this image; a swapped pair matches its crossed DRRs
+        better than its own.
+        """
+        _, nccs, _, _ = _evaluate(refs[::-1], lives, rel, want_jacobian=False)
+        return [float(c) for c in nccs]
+
     def _plausible(self, room_from_ct: NDArray) -> bool:
         motion = room_from_ct @ invert(self.planned_room_from_ct)
         return bool(np.linalg.norm(motion[:3, 3]) <= 2 * self.capture_mm)
@@ -415,6 +473,11 @@ class Registration2D3D:
             return f"rotation {angle:.1f} deg beyond the capture range ({self.capture_deg} deg)"
         if not quality["converged"]:
             return "optimisation did not converge"
+        own, crossed = quality.get("ncc"), quality.get("swap_ncc")
+        if crossed is not None and float(np.mean(own)) - float(np.mean(crossed)) \
+                < self.min_view_contrast:
+            return (f"the live images match the other view's DRRs about as well as their own "
+                    f"(NCC {np.mean(own):.2f} vs {np.mean(crossed):.2f}): views swapped?")
         return "ok"
 
     def _result(self, motion: NDArray, accepted: bool, reason: str, quality: dict,
