@@ -76,6 +76,8 @@ def test_report_is_self_contained_with_the_plots(truth_run):
     (["run", "scenes/nope.yaml", "--out", "x"], "scene file not found"),
     (["run", "scenes/default.yaml", "--out", "x", "--duration-s", "-5"], "--duration-s"),
     (["run", "scenes/default.yaml", "--out", "x", "--seed", "-1"], "--seed"),
+    (["run", "scenes/default.yaml", "--out", "x", "--video", "--video-every-s", "0"],
+     "--video-every-s"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path.parent if "nope" in argv[1] else ".")
@@ -95,3 +97,20 @@ def test_end_to_end_with_xray_registration(tmp_path):
     assert s["registration_error_vs_truth"]["translation_rms_mm"] < 0.5
     assert s["targeting_error_mm"]["rms"] < 0.5
     assert s["within_1mm_fraction"] > 0.95
+
+
+@pytest.mark.slow
+def test_video_shows_the_robot_moving(tmp_path):
+    from PIL import Image
+
+    code = main(["run", "scenes/default.yaml", "--out", str(tmp_path), "--duration-s", "90",
+                 "--imaging", "truth", "--video", "--video-every-s", "9", "--quiet"])
+    assert code == 0
+    im = Image.open(tmp_path / "robot.gif")
+    assert im.n_frames == 10  # t = 0, 9, ..., 81 s
+    frames = []
+    for k in (0, im.n_frames - 1):
+        im.seek(k)
+        frames.append(np.asarray(im.convert("RGB"), dtype=float))
+    changed = np.abs(frames[0] - frames[1]).sum(axis=2) > 30
+    assert changed.sum() > 20  # the arm moved between nodes

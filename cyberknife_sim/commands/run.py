@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="xray: live X-ray pair + 2D/3D registration (default); truth: ideal "
                    "registration (ablation)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots and report")
+    p.add_argument("--video", action="store_true",
+                   help="also write robot.gif: the robot tracking, rendered headlessly")
+    p.add_argument("--video-every-s", type=float, default=10.0,
+                   help="simulated seconds between video frames (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary lines")
     p.set_defaults(func=run)
 
@@ -38,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed must be >= 0 (got {args.seed})")
+    if args.video and not args.video_every_s > 0:
+        raise InputError(f"--video-every-s must be positive (got {args.video_every_s})")
     if args.duration_s is not None and not args.duration_s > 0:
         raise InputError(f"--duration-s must be positive (got {args.duration_s})")
     scene = load_scene(args.scene)
@@ -57,14 +63,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = simulate(scene, seed=args.seed, duration_s=args.duration_s,
-                          imaging=args.imaging, progress=progress)
+                          imaging=args.imaging, progress=progress,
+                          video_every_s=args.video_every_s if args.video else None)
         error = None
     except StoppedEarly as exc:
         result, error = exc.result, exc
     finally:
         if bar is not None:
             bar.close()
-    files = write_run(out, result, plots=not args.no_plots)
+    files = write_run(out, result, plots=not args.no_plots, video=args.video)
     s = result.summary
     if not args.quiet:
         te = s["targeting_error_mm"]
@@ -79,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"targeting error over beam-on time: RMS {fmt(te['rms'])} mm, "
               f"p95 {fmt(te['p95'])} mm, max {fmt(te['max'])} mm; real-time factor "
               f"{fmt(s['realtime_factor'])}")
+        if "video" in files:
+            print(f"video: {files['video']}")
         print(f"report: {files.get('report', files['summary'])}")
     if s["stopped_early"]:
         print(f"cksim run: stopped early: {s['stopped_early']}", file=sys.stderr)

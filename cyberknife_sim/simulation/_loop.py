@@ -178,6 +178,7 @@ class LoopRecord:
     wall_s: float = 0.0
     step_wall_s: float = 0.0
     images: list[ImageResult] = field(default_factory=list)
+    snapshots: list[tuple[float, NDArray[np.float64]]] = field(default_factory=list)
 
     def truncate(self) -> None:
         """Cut the arrays to the steps actually simulated."""
@@ -205,7 +206,8 @@ def _perp(v: NDArray[np.float64], u: NDArray[np.float64]) -> NDArray[np.float64]
 
 def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCamera,
              imager: Imager, robot, duration_s: float, options: LoopOptions | None = None,
-             progress: Callable[[int], None] | None = None) -> LoopRecord:
+             progress: Callable[[int], None] | None = None,
+             snapshot_every_s: float | None = None) -> LoopRecord:
     """Simulate the treatment; see the module docstring.
 
     Parameters
@@ -230,6 +232,9 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
         Loop constants.
     progress : callable, optional
         Called with the number of steps done (every ~1 % of the run).
+    snapshot_every_s : float, optional
+        Record ``(time s, joints deg)`` of a PyBullet robot seam (one with ``.controller``)
+        this often into ``LoopRecord.snapshots`` (for the video).
 
     Returns
     -------
@@ -306,6 +311,9 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
     def event(t: float, kind: str, **detail) -> None:
         events.append({"time_s": round(float(t), 6), "kind": kind, **detail})
 
+    snap_every = 0
+    if snapshot_every_s and hasattr(robot, "controller"):
+        snap_every = max(1, int(round(snapshot_every_s / dt)))
     if beams:
         robot.goto(beams[0])
     wall0 = time.perf_counter()
@@ -513,6 +521,8 @@ def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCame
             comp["prediction"][i] = _perp(f_hat_pred - f_hat_true, d)
             comp["robot"][i] = err - _perp(c - tgt, d)
             step_wall += time.perf_counter() - ts
+            if snap_every and i % snap_every == 0:
+                rec.snapshots.append((float(t), robot.controller.joints_deg.copy()))
             if progress is not None and i % 256 == 0:
                 progress(i)
             if beam_k >= len(beams):

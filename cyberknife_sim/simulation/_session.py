@@ -14,7 +14,7 @@ from ._imaging import Imager, ImagingMethod, make_imager
 from ._loop import Beam, LoopOptions, LoopRecord, StoppedEarly, run_loop
 from ._outputs import summarize, write_beams_csv, write_summary, write_timeseries_csv
 
-__all__ = ["RunResult", "simulate", "write_run"]
+__all__ = ["RunResult", "simulate", "write_run", "write_video"]
 
 
 @dataclass
@@ -25,6 +25,7 @@ class RunResult:
     beams: list[Beam]
     summary: dict
     beam_rows: list[dict]
+    robot: object = None
 
 
 def _scene_for(scene, *, seed: int | None, duration_s: float | None):
@@ -46,7 +47,8 @@ def _scene_for(scene, *, seed: int | None, duration_s: float | None):
 def simulate(scene, *, seed: int | None = None, duration_s: float | None = None,
              imaging: ImagingMethod | Imager = "xray", options: LoopOptions | None = None,
              robot=None, beams: list[Beam] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> RunResult:
+             progress: Callable[[int, int], None] | None = None,
+             video_every_s: float | None = None) -> RunResult:
     """Simulate one treatment of ``scene``.
 
     Parameters
@@ -67,6 +69,8 @@ def simulate(scene, *, seed: int | None = None, duration_s: float | None = None,
         Replace the PyBullet robot and the generated plan (tests, ablations).
     progress : callable, optional
         ``progress(steps_done, steps_total)``.
+    video_every_s : float, optional
+        Record the robot's joints this often (s) for :func:`write_run`'s video.
 
     Returns
     -------
@@ -97,11 +101,14 @@ def simulate(scene, *, seed: int | None = None, duration_s: float | None = None,
     try:
         rec = run_loop(scene, beams=beams, truth=truth, camera=camera, imager=imager,
                        robot=robot, duration_s=sim.duration_s, options=options,
-                       progress=cb)
+                       progress=cb, snapshot_every_s=video_every_s)
     except StoppedEarly as exc:
         exc.result = _result(exc.record, beams, scene, imager, setup_wall)
+        exc.result.robot = robot
         raise
-    return _result(rec, beams, scene, imager, setup_wall)
+    result = _result(rec, beams, scene, imager, setup_wall)
+    result.robot = robot
+    return result
 
 
 def _result(rec, beams, scene, imager, setup_wall) -> RunResult:
@@ -111,8 +118,10 @@ def _result(rec, beams, scene, imager, setup_wall) -> RunResult:
     return RunResult(record=rec, beams=beams, summary=summary, beam_rows=rows)
 
 
-def write_run(out_dir: str | Path, result: RunResult, *, plots: bool = True) -> dict[str, Path]:
-    """Write ``summary.json``, ``timeseries.csv``, ``beams.csv``, plots and ``report.html``.
+def write_run(out_dir: str | Path, result: RunResult, *, plots: bool = True,
+              video: bool = False) -> dict[str, Path]:
+    """Write ``summary.json``, ``timeseries.csv``, ``beams.csv``, plots and ``report.html``;
+    with ``video``, ``robot.gif`` from the joint snapshots (``simulate(video_every_s=...)``).
 
     Returns
     -------
@@ -130,6 +139,35 @@ def write_run(out_dir: str | Path, result: RunResult, *, plots: bool = True) -> 
         pngs = write_plots(out, result.record, result.beams, result.summary)
         files["report"] = write_report(out, result.summary, result.beam_rows, pngs)
         files.update({p.stem: p for p in pngs})
+    if video:
+        files["video"] = write_video(out / "robot.gif", result)
     result.summary["outputs"] = sorted(p.name for p in files.values()) + ["summary.json"]
     write_summary(files["summary"], result.summary)
     return files
+
+
+def write_video(path: Path, result: RunResult, *, size: tuple[int, int] = (320, 240),
+                fps: float = 8.0) -> Path:
+    """A GIF of the robot at each joint snapshot (PyBullet headless render, Pillow).
+
+    Raises
+    ------
+    CksimError
+        When the run recorded no snapshots (no PyBullet robot, or no ``video_every_s``).
+    """
+    from PIL import Image
+
+    from ..errors import CksimError
+
+    snaps = result.record.snapshots
+    ctrl = getattr(result.robot, "controller", None)
+    if not snaps or ctrl is None:
+        raise CksimError("--video: no robot snapshots were recorded (needs the PyBullet robot)")
+    world = ctrl.world
+    frames = []
+    for _, q in snaps:
+        world.set_joints(q)
+        frames.append(Image.fromarray(world.render_frame(*size)))
+    frames[0].save(path, save_all=True, append_images=frames[1:],
+                   duration=int(1000 / fps), loop=0)
+    return Path(path)
