@@ -12,6 +12,7 @@ derived from the live image gradient and :func:`._projective.pose_jacobian`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -19,7 +20,10 @@ from numpy.typing import NDArray
 
 from ._projective import increment_matrix
 
-__all__ = ["LiveLevel", "RefLevel", "gauss_newton"]
+__all__ = ["GN_METHODS", "GaussNewtonMethod", "LiveLevel", "RefLevel", "gauss_newton"]
+
+GaussNewtonMethod = Literal["inverse", "forward"]
+GN_METHODS: tuple[str, ...] = get_args(GaussNewtonMethod)
 
 _MAX_STEP_MM = 4.0
 _MAX_STEP_RAD = np.deg2rad(1.5)
@@ -37,11 +41,35 @@ class RefLevel:
         3-D points of the selected pixels at the DRR's pose (room mm).
     values : ndarray, shape (n,)
         Enhanced DRR at those pixels, normalised to zero mean and unit variance.
+    gradients : ndarray, shape (n, 2), optional
+        Its image gradient ``(d/dcol, d/drow)`` there, per full-resolution pixel, in the
+        same normalised units (needed by ``method="inverse"``).
     """
 
     projection_matrix: NDArray[np.float64]
     points_room: NDArray[np.float64]
     values: NDArray[np.float64]
+    gradients: NDArray[np.float64] | None = None
+    _jac: NDArray[np.float64] | None = field(default=None, init=False, repr=False)
+
+    def jacobian(self) -> NDArray[np.float64]:
+        """d(value)/d(pose increment) at the DRR's own pose, shape (n, 6) (per mm, per rad).
+
+        The enhanced DRR's image gradient (``gradients``, per full-resolution pixel)
+        contracted with :func:`._projective.pose_jacobian` of the points; used by the
+        inverse-compositional Gauss-Newton, where it stays constant.
+        """
+        if self.gradients is None:
+            raise ValueError("RefLevel.gradients is needed for the inverse-compositional method")
+        if self._jac is None:
+            p, x = self.projection_matrix, self.points_room
+            h = x @ p[:, :3].T + p[:, 3]
+            inv_h3 = 1.0 / h[:, 2]
+            k = self.gradients * inv_h3[:, None]
+            coef = np.column_stack([k, -(k[:, 0] * h[:, 0] + k[:, 1] * h[:, 1]) * inv_h3])
+            g = coef @ p[:, :3]
+            self._jac = np.concatenate([g, np.cross(x, g)], axis=1)
+        return self._jac
 
 
 @dataclass
@@ -84,10 +112,11 @@ class LiveLevel:
         return cls(image, gc, gr, int(c0), int(r0), int(scale))
 
 
-def _sample(live: LiveLevel, uv: NDArray[np.float64]) -> NDArray[np.float32]:
-    """Bilinear samples of image and gradients at full-detector ``uv`` (n, 2); NaN outside.
+def _sample(live: LiveLevel, uv: NDArray[np.float64], *,
+            gradients: bool = True) -> NDArray[np.float32]:
+    """Bilinear samples of image (and gradients) at full-detector ``uv`` (n, 2); NaN outside.
 
-    Returns an ``(n, 3)`` float32 array: image, d/dcol, d/drow.
+    Returns an ``(n, 3)`` float32 array: image, d/dcol, d/drow (``(n, 1)``: the image only).
     """
     n = uv.shape[0]
     width = 16384  # cv2.remap needs maps narrower than 32767 pixels
@@ -95,13 +124,15 @@ def _sample(live: LiveLevel, uv: NDArray[np.float64]) -> NDArray[np.float32]:
     off = 0.5 * (live.scale - 1)
     maps = np.full((m, 2), -1e4, np.float32)
     maps[:n] = (uv - np.array([live.c0 + off, live.r0 + off])) / live.scale
-    out = cv2.remap(live.stack, maps.reshape(-1, min(m, width), 2), None, cv2.INTER_LINEAR,
+    src = live.stack if gradients else live.image
+    out = cv2.remap(src, maps.reshape(-1, min(m, width), 2), None, cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_CONSTANT, borderValue=(np.nan, np.nan, np.nan))
-    return out.reshape(-1, 3)[:n]
+    return out.reshape(-1, 3 if gradients else 1)[:n]
 
 
 def _evaluate(refs: list[RefLevel], lives: list[LiveLevel], t: NDArray[np.float64], *,
-              want_jacobian: bool, huber: float | None = None) -> tuple[
+              want_jacobian: bool, huber: float | None = None,
+              inverse: bool = False) -> tuple[
                   float, list[float], NDArray | None, NDArray | None]:
     """Cost, per-view NCC and the stacked GN system (normal equations).
 
@@ -119,7 +150,7 @@ def _evaluate(refs: list[RefLevel], lives: list[LiveLevel], t: NDArray[np.float6
         h = ref.points_room @ pr.T + (p[:, :3] @ t[:3, 3] + p[:, 3])
         inv_h3 = 1.0 / h[:, 2]
         uv = h[:, :2] * inv_h3[:, None]
-        smp = _sample(live, uv)
+        smp = _sample(live, uv, gradients=want_jacobian and not inverse)
         ok = np.isfinite(smp[:, 0])
         n_ok = int(np.count_nonzero(ok))
         if n_ok < 0.5 * ok.size or n_ok < 16:
@@ -151,7 +182,16 @@ def _evaluate(refs: list[RefLevel], lives: list[LiveLevel], t: NDArray[np.float6
             inside = a <= huber
             w = np.where(inside, 1.0, huber / np.maximum(a, 1e-12))
             costs.append(float(np.mean(np.where(inside, 0.5 * r * r, huber * (a - 0.5 * huber)))))
-        if want_jacobian:
+        if want_jacobian and inverse:
+            # inverse compositional: the DRR side moves; its Jacobian is fixed. The sign is
+            # flipped so that the caller's ``-solve(jtj, jtr)`` is the increment to undo.
+            j = ref.jacobian() if all_ok else ref.jacobian()[ok]
+            j = j / e_std
+            scale = 1.0 / j.shape[0]
+            jw = j if w is None else j * w[:, None]
+            jtj += scale * (jw.T @ j)
+            jtr -= scale * (jw.T @ r)
+        elif want_jacobian:
             # d(col,row)/dX per point, contracted with the image gradient: a 3-D gradient g;
             # translation columns are g, rotation columns X × g (see pose_jacobian), with X the
             # moved point T·X (rows of P3 R map original points, so X × g uses the moved ones).
@@ -170,7 +210,8 @@ def _evaluate(refs: list[RefLevel], lives: list[LiveLevel], t: NDArray[np.float6
 
 def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np.float64], *,
                  max_iterations: int = 20, tol_mm: float = 0.005, tol_deg: float = 0.005,
-                 huber: float | None = None) -> tuple[NDArray[np.float64], dict]:
+                 huber: float | None = None,
+                 method: GaussNewtonMethod = "inverse") -> tuple[NDArray[np.float64], dict]:
     """Refine a relative rigid motion ``T`` (room → room, 4x4) by damped Gauss-Newton.
 
     Parameters
@@ -186,6 +227,12 @@ def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np
     huber : float, optional
         Huber threshold on the normalised residuals (robust to structures that only one
         image shows); None: plain least squares.
+    method : {"inverse", "forward"}
+        ``"inverse"`` (inverse compositional): the Jacobian comes from the enhanced DRR's
+        gradients at its own pose and is computed once (needs ``RefLevel.gradients``);
+        each step is undone on the DRR side, ``T ← T · exp(δ)⁻¹``. ``"forward"``: from the
+        live image's gradients at the moved points, recomputed every iteration,
+        ``T ← exp(δ) · T``.
 
     Returns
     -------
@@ -197,8 +244,12 @@ def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np
         ``last_cost_change`` (relative cost decrease of the last accepted step; inf if none
         was accepted), ``cost`` (at the result).
     """
+    if method not in GN_METHODS:
+        raise ValueError(f"method must be one of {GN_METHODS} (got {method!r})")
+    inverse = method == "inverse"
     t = np.array(start, dtype=np.float64)
-    cost, nccs, jtj, jtr = _evaluate(refs, lives, t, want_jacobian=True, huber=huber)
+    cost, nccs, jtj, jtr = _evaluate(refs, lives, t, want_jacobian=True, huber=huber,
+                                     inverse=inverse)
     best_t, best_cost, best_nccs = t, cost, nccs
     lam = 1e-4
     converged = False
@@ -216,8 +267,16 @@ def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np
         delta *= shrink
         step_mm, step_deg = float(np.linalg.norm(delta[:3])), float(np.degrees(
             np.linalg.norm(delta[3:])))
-        cand = increment_matrix(delta) @ best_t
-        c_cost, c_nccs, c_jtj, c_jtr = _evaluate(refs, lives, cand, want_jacobian=True, huber=huber)
+        inc = increment_matrix(delta)
+        if inverse:  # undo the increment: exact rigid inverse (R^T, -R^T t)
+            inv = np.eye(4)
+            inv[:3, :3] = inc[:3, :3].T
+            inv[:3, 3] = -inc[:3, :3].T @ inc[:3, 3]
+            cand = best_t @ inv
+        else:
+            cand = inc @ best_t
+        c_cost, c_nccs, c_jtj, c_jtr = _evaluate(refs, lives, cand, want_jacobian=True,
+                                                 huber=huber, inverse=inverse)
         if c_cost <= best_cost:
             cost_change = (best_cost - c_cost) / max(best_cost, 1e-12)
             best_t, best_cost, best_nccs = cand, c_cost, c_nccs

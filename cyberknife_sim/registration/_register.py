@@ -49,7 +49,7 @@ __all__ = ["Registration2D3D", "RegistrationResult"]
 # Resolution levels: reduction factor, DoG sigmas (pixels of the reduced image), and how
 # many of the strongest-gradient DRR pixels per view drive Gauss-Newton.
 _LEVELS = {"coarse": {"scale": 2, "sigma": 1.25, "background": 5.0, "n_pixels": 3000},
-           "fine": {"scale": 1, "sigma": 1.0, "background": 4.0, "n_pixels": 6000}}
+           "fine": {"scale": 1, "sigma": 0.8, "background": 4.0, "n_pixels": 10000}}
 # A fine refinement round whose total update is below these has settled (no further round);
 # the result counts as converged when the last round's update is below the wider bounds.
 _SETTLED_MM, _SETTLED_DEG = 0.15, 0.15
@@ -60,6 +60,13 @@ _PLATEAU_COST = 1e-3
 # Depth maps (smooth by construction) are splatted into 2x2 pixel blocks.
 _DEPTH_SCALE = 2
 _DEPTH_POINTS = 12_000
+# Re-render/refine rounds: the first only brings the pose near the optimum (part of the
+# pixels, a looser tolerance in mm and deg), later ones use all of them.
+_REFINE = {"first": {"pixel_fraction": 0.3, "max_iterations": 5, "tol": 0.03},
+           "last": {"pixel_fraction": 1.0, "max_iterations": 5, "tol": 0.02}}
+# Gauss-Newton variant (see gauss_newton): the inverse-compositional one computes its
+# Jacobian once per DRR.
+_GN_METHOD = "inverse"
 
 
 def _angle_deg(motion: NDArray) -> float:
@@ -181,7 +188,7 @@ class Registration2D3D:
                  content: DrrContent = "bone", enhance_method: EnhanceMethod = "dog",
                  capture_mm: float = 25.0, capture_deg: float = 6.0, min_ncc: float = 0.3,
                  max_disagreement_mm: float = 3.0, open_field_counts: float | None = None,
-                 max_refinements: int = 3, oversampling: float = 1.0,
+                 max_refinements: int = 2, oversampling: float = 1.0,
                  n_candidates: int = 4, huber: float | None = 0.5,
                  min_view_contrast: float = 0.1) -> None:
         views = tuple(views)
@@ -268,7 +275,11 @@ class Registration2D3D:
                 idx = np.argpartition(strength, -n)[-n:] if n > 0 else np.zeros(0, int)
                 rows, cols = np.unravel_index(np.sort(idx), img.shape)
                 vals = img[rows, cols].astype(np.float64)
-                vals = (vals - vals.mean()) / max(vals.std(), 1e-12)
+                std = max(vals.std(), 1e-12)
+                vals = (vals - vals.mean()) / std
+                # enhanced-DRR gradient per full-resolution pixel, in the same normalised units
+                grads = np.column_stack([gc[rows, cols], gr[rows, cols]]).astype(np.float64) * (
+                    0.5 / sc / std)
                 fc = sc * cols + 0.5 * (sc - 1)  # full-resolution window pixel
                 fr = sc * rows + 0.5 * (sc - 1)
                 d = depth[np.clip(np.rint((fr - 0.5 * (_DEPTH_SCALE - 1)) / _DEPTH_SCALE)
@@ -276,7 +287,7 @@ class Registration2D3D:
                           np.clip(np.rint((fc - 0.5 * (_DEPTH_SCALE - 1)) / _DEPTH_SCALE)
                                   .astype(int), 0, depth.shape[1] - 1)].astype(np.float64)
                 pts = pixel_points_room(v, fc + w.c0, fr + w.r0, d)
-                out["levels"][lvl].append(RefLevel(p, pts, vals))
+                out["levels"][lvl].append(RefLevel(p, pts, vals, grads))
                 out.setdefault("enhanced", {}).setdefault(lvl, []).append(img)
         return out
 
@@ -371,7 +382,7 @@ class Registration2D3D:
         refs = self._planned_refs
         motion, info = gauss_newton(refs["levels"]["coarse"], lives["coarse"], start,
                                     max_iterations=12, tol_mm=0.1, tol_deg=0.1,
-                                    huber=self.huber)
+                                    huber=self.huber, method=_GN_METHOD)
         quality["iterations"]["coarse"] = info["iterations"]
         lap("coarse")
 
@@ -383,15 +394,15 @@ class Registration2D3D:
         for k in range(self.max_refinements):
             if not self._plausible(room_from_ct):
                 break
-            # the first round only brings the pose near the optimum: half the pixels, a
-            # looser tolerance; later rounds use all of them
             first = k == 0 and self.max_refinements > 1
+            cfg = _REFINE["first" if first else "last"]
             refs = self._reference(room_from_ct, levels=("fine",),
-                                   n_pixels=_LEVELS["fine"]["n_pixels"] // 2 if first else None)
+                                   n_pixels=int(cfg["pixel_fraction"]
+                                                * _LEVELS["fine"]["n_pixels"]))
             lap("rerender")
             rel, info = gauss_newton(refs["levels"]["fine"], lives["fine"], np.eye(4),
-                                     max_iterations=6, tol_mm=0.02 if first else 0.01,
-                                     tol_deg=0.02 if first else 0.01, huber=self.huber)
+                                     max_iterations=cfg["max_iterations"], tol_mm=cfg["tol"],
+                                     tol_deg=cfg["tol"], huber=self.huber, method=_GN_METHOD)
             room_from_ct = rel @ room_from_ct
             n_rounds += 1
             upd = (float(np.linalg.norm(rel[:3, 3])), _angle_deg(rel))
