@@ -101,6 +101,8 @@ def summarize_accuracy(rows):
             "abs_err_p95": np.percentile(np.abs(err), 95, axis=0).round(3).tolist(),
             "abs_err_median": np.median(np.abs(err), axis=0).round(3).tolist(),
             "accepted_fraction": float(acc.mean()),
+            "rejections": {k: int(sum(r["reason"] == k for r in rows))
+                           for k in sorted({r["reason"] for r in rows if not r["accepted"]})},
             "accepted_with_mtre_over_1mm": int(np.sum(acc & (m > 1.0))),
             "ms_median": float(np.median([r["ms"] for r in rows])),
             "stage_ms_median": stages,

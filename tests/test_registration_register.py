@@ -67,6 +67,7 @@ def test_registers_random_poses_sub_millimetre(setup):
         np.testing.assert_allclose(res.room_from_ct, matrix_from_pose(res.pose)
                                    @ setup.patient.planned_room_from_ct, atol=1e-9)
         assert min(res.quality["ncc"]) > setup.reg.min_ncc
+        assert res.quality["converged"]
         assert set(res.stage_ms) >= {"preprocess", "initial", "coarse", "refine"}
 
 
@@ -94,6 +95,21 @@ def test_failure_cases_are_rejected(setup):
     assert not other.accepted
     far = setup.reg.register(setup.live(np.array([40.0, -30, 25, 0, 0, 0]), rng))
     assert not far.accepted
+    # swapped views (the phantom is nearly left-right symmetric, so a mirrored pose can
+    # look consistent): with the template check forced on, a good pair prefers its own
+    # views' DRRs and a swapped pair the crossed ones
+    setup.reg.swap_check_below_ncc = 1.0
+    try:
+        good = setup.reg.register(setup.live(np.array([3.0, -2.0, 4.0, 1.0, 1.0, -1.0]), rng))
+        assert good.accepted, good.reason
+        assert sum(good.quality["view_match"]["own"]) > sum(good.quality["view_match"]["crossed"])
+        for pose in ([-6.0, 3.0, 2.0, 2.0, -1.0, 1.0], [4.0, 5.0, -3.0, -2.0, 2.0, 0.5]):
+            swapped = setup.reg.register(setup.live(np.array(pose), rng)[::-1])
+            assert not swapped.accepted, swapped.reason
+            match = swapped.quality["view_match"]
+            assert sum(match["crossed"]) > sum(match["own"]) + 0.1
+    finally:
+        setup.reg.swap_check_below_ncc = 0.6
 
 
 def test_shape_mismatch_is_an_input_error(setup):

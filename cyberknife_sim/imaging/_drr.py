@@ -129,7 +129,9 @@ class DrrRenderer:
         ``roi_center_ct``.
     oversampling : float
         Intermediate-image samples per voxel in-plane (default 2); higher is more accurate
-        near sharp edges and slower.
+        near sharp edges and slower (cost about ∝ oversampling²). The whole default phantom
+        at 512² is within 0.15 % RMS of the reference renderer at 2 and 0.42 % at 1 (2.3x
+        faster); a sharply cropped ROI at a coarse detector needs 2 to stay under 1 %.
     slab_substeps : {1, 2, 3, 4}
         Sample planes per voxel along the slab axis (default 1: Joseph's method). With
         ``m > 1`` the stack is resampled linearly along that axis (exactly the trilinear

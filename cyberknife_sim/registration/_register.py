@@ -39,10 +39,10 @@ from ..geometry import check_transform, invert, matrix_from_pose, pose_from_matr
 from ..imaging import DrrRenderer, ViewGeometry
 from ._depth import Window, pixel_points_room, splat_depth
 from ._enhance import EnhanceMethod, enhance
-from ._gauss_newton import LiveLevel, RefLevel, _evaluate, gauss_newton
+from ._gauss_newton import LiveLevel, RefLevel, gauss_newton
 from ._projective import project, triangulate_shift
 from ._roi import DrrContent, roi_model
-from ._shift import match_template_candidates
+from ._shift import match_template, match_template_candidates
 
 __all__ = ["Registration2D3D", "RegistrationResult"]
 
@@ -63,7 +63,7 @@ _DEPTH_POINTS = 12_000
 # Re-render/refine rounds: the first only brings the pose near the optimum (part of the
 # pixels, a looser tolerance in mm and deg), later ones use all of them.
 _REFINE = {"first": {"pixel_fraction": 0.3, "max_iterations": 5, "tol": 0.03},
-           "last": {"pixel_fraction": 1.0, "max_iterations": 5, "tol": 0.02}}
+           "last": {"pixel_fraction": 1.0, "max_iterations": 10, "tol": 0.02}}
 # Gauss-Newton variant (see gauss_newton): the inverse-compositional one computes its
 # Jacobian once per DRR.
 _GN_METHOD = "inverse"
@@ -176,10 +176,12 @@ class Registration2D3D:
     huber : float, optional
         Huber threshold of the robust Gauss-Newton (normalised residual units); None for
         least squares.
-    min_view_contrast : float
-        Swapped-view check: the mean final NCC of the live images against their own DRRs
-        must exceed their mean NCC against the other view's DRRs (``quality["swap_ncc"]``)
-        by this much.
+    swap_check_below_ncc : float
+        Swapped-view check, run when a view's final NCC is below this (a swapped pair of
+        the nearly symmetric spine can register to a mirrored, consistent pose with a
+        mediocre NCC): each live image is template-matched against the planned DRRs of
+        both views (``quality["view_match"]``); the pair fails when the crossed
+        assignment matches better. 1.0 runs it always, 0 never.
     """
 
     def __init__(self, volume: Volume, views: Sequence[ViewGeometry], *,
@@ -190,7 +192,7 @@ class Registration2D3D:
                  max_disagreement_mm: float = 3.0, open_field_counts: float | None = None,
                  max_refinements: int = 2, oversampling: float = 1.0,
                  n_candidates: int = 4, huber: float | None = 0.5,
-                 min_view_contrast: float = 0.1) -> None:
+                 swap_check_below_ncc: float = 0.6) -> None:
         views = tuple(views)
         if len(views) != 2 or not all(isinstance(v, ViewGeometry) for v in views):
             raise ValueError("views: expected two ViewGeometry objects")
@@ -208,7 +210,7 @@ class Registration2D3D:
         self.max_refinements = int(max_refinements)
         self.n_candidates = int(n_candidates)
         self.huber = huber
-        self.min_view_contrast = float(min_view_contrast)
+        self.swap_check_below_ncc = float(swap_check_below_ncc)
         self.roi = roi_model(volume, self.target_ct_mm, half_size_mm=roi_half_size_mm,
                              mu_water_per_mm=self.mu_water_per_mm, content=content)
         self.target_room = (self.planned_room_from_ct @ np.append(self.target_ct_mm, 1.0))[:3]
@@ -421,8 +423,8 @@ class Registration2D3D:
         quality["converged"] = bool(n_rounds > 0 and (
             (info["last_step_mm"] < _PLATEAU_STEP_MM and info["last_step_deg"] < _PLATEAU_STEP_DEG)
             or info["last_cost_change"] < _PLATEAU_COST))
-        if n_rounds:
-            quality["swap_ncc"] = self._cross_ncc(refs["levels"]["fine"], lives["fine"], rel)
+        if min(quality["ncc"]) < self.swap_check_below_ncc:
+            quality["view_match"] = self._view_match(lives["coarse"])
 
         # --- verdict ------------------------------------------------------------------------
         motion = room_from_ct @ invert(self.planned_room_from_ct)
@@ -452,16 +454,14 @@ class Registration2D3D:
         return view.source_to_detector_mm / float(np.linalg.norm(self.target_room
                                                                  - view.source_room))
 
-    @staticmethod
-    def _cross_ncc(refs: list[RefLevel], lives: list[LiveLevel], rel: NDArray) -> list[float]:
-        """NCC of each live image against the *other* view's DRR at the final pose.
-
-        The two default views are mirror images of each other's geometry, so the other
-        view's pixel grid lands on this image; a swapped pair matches its crossed DRRs
-        better than its own.
-        """
-        _, nccs, _, _ = _evaluate(refs[::-1], lives, rel, want_jacobian=False)
-        return [float(c) for c in nccs]
+    def _view_match(self, lives: list[LiveLevel]) -> dict[str, list[float]]:
+        """Best NCC template score of each live image against its own view's planned DRR
+        and against the other view's (the two default views mirror each other, so the
+        other view's DRR is a plausible pattern too; a swapped pair prefers it)."""
+        tmpl = self._planned_refs["enhanced"]["coarse"]
+        own = [match_template(lv.image, tmpl[k]).score for k, lv in enumerate(lives)]
+        crossed = [match_template(lv.image, tmpl[1 - k]).score for k, lv in enumerate(lives)]
+        return {"own": [float(x) for x in own], "crossed": [float(x) for x in crossed]}
 
     def _plausible(self, room_from_ct: NDArray) -> bool:
         motion = room_from_ct @ invert(self.planned_room_from_ct)
@@ -484,11 +484,11 @@ class Registration2D3D:
             return f"rotation {angle:.1f} deg beyond the capture range ({self.capture_deg} deg)"
         if not quality["converged"]:
             return "optimisation did not converge"
-        own, crossed = quality.get("ncc"), quality.get("swap_ncc")
-        if crossed is not None and float(np.mean(own)) - float(np.mean(crossed)) \
-                < self.min_view_contrast:
-            return (f"the live images match the other view's DRRs about as well as their own "
-                    f"(NCC {np.mean(own):.2f} vs {np.mean(crossed):.2f}): views swapped?")
+        match = quality.get("view_match")
+        if match is not None and sum(match["crossed"]) > sum(match["own"]):
+            return (f"the live images match the other view's DRRs better than their own "
+                    f"(template NCC {np.mean(match['crossed']):.2f} vs "
+                    f"{np.mean(match['own']):.2f}): views swapped?")
         return "ok"
 
     def _result(self, motion: NDArray, accepted: bool, reason: str, quality: dict,
