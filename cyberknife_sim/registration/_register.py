@@ -10,17 +10,24 @@ Pipeline of :meth:`Registration2D3D.register` (stage names as in ``stage_ms``):
     Per view, NCC template matching of the enhanced planned-pose DRR of the ROI in the
     live search window (half resolution, sub-pixel peak); the two 2-D shifts of the target's
     projection are triangulated into a 3-D translation through the projection matrices.
-``coarse``, ``fine``
-    Gauss-Newton over all six parameters on both views at once (:mod:`._gauss_newton`),
-    moving each DRR pixel with its μ-weighted 3-D point (:mod:`._depth`), first on
-    strongly smoothed images, then on the fine ones.
+``coarse``
+    Gauss-Newton over all six parameters on both views at once (:mod:`._gauss_newton`,
+    inverse compositional: the Jacobian comes from the DRR and is computed once) against
+    the planned-pose DRRs at half resolution, moving each DRR pixel with its μ-weighted
+    3-D point (:mod:`._depth`).
 ``rerender``, ``refine``
     Real DRRs of the ROI are rendered at the estimate (``DrrRenderer``), their depth maps
-    recomputed, and Gauss-Newton repeats from there. This resolves what the single-depth
-    model gets wrong (out-of-plane rotations); it repeats while the correction is large.
+    recomputed (half resolution), and Gauss-Newton repeats from there at full resolution:
+    a first round on 30 % of the pixels brings the pose near the optimum, the last round
+    on all of them runs to a plateau (a negligible step or cost decrease, at most 10
+    iterations). This resolves what the single-depth model gets wrong (out-of-plane
+    rotations). Further rounds (``max_refinements`` > 2) run only while a round still
+    moves the pose by more than 0.15 mm or 0.15 deg.
 ``verdict``
     Accepted only if each view's final NCC reaches ``min_ncc``, the two views agree, the
-    optimisation converged and the pose lies within the capture range.
+    pose lies within the capture range, the last round converged (plateau), and, when the
+    final NCC is mediocre, the live images match their own views' planned DRRs better than
+    the other view's (swapped views).
 """
 
 from __future__ import annotations
@@ -100,7 +107,11 @@ class RegistrationResult:
         ``"ok"`` or why the registration failed.
     quality : dict
         Per-view NCC (``ncc``), triangulation residual (``view_disagreement_mm``),
-        template scores, iterations per stage, convergence.
+        template scores, iterations per stage, each refine round's update
+        (``refine_update``: mm, deg), the last step tried (``last_step``: mm, deg) and last
+        relative cost decrease (``last_cost_change``), ``converged``, and when the swapped-
+        view check ran, ``view_match`` (template NCC of each live image against its own
+        and the other view's planned DRR).
     elapsed_ms : float
         Wall time of :meth:`Registration2D3D.register` (ms).
     stage_ms : dict of str to float
