@@ -9,6 +9,11 @@ Cases (one view, view A, pose (2, -1, 3, 2, -1, 3) about the planned alignment):
 * ``phantom_full`` — the whole default phantom (340 × 260 × 140 voxels);
 * ``real_ct`` — the real CT of ../shared/data/ct (122 × 101 × 112 at 3 mm), centered.
 
+Every fast case runs with both sums over slabs: ``numba`` (the renderer's kernel) and
+``sparse`` (the previous two sparse products, kept as the tests' reference), same run.
+``test_jit_first_call`` times the first render in a fresh process, with an empty numba
+cache (compilation) and with the cache from that run (``cache=True``: loading only).
+
 The reference (``reference_drr``, 0.5 mm steps) runs first and is kept; every fast
 benchmark asserts a relative RMS error < 1 % against it at the same detector size (or, at
 512² where no 512² reference is run, against the 256² reference through 2×2 binning of the
@@ -18,6 +23,9 @@ reference ran at that size in the same session.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -87,11 +95,12 @@ def test_reference_drr(benchmark, request, name, size):
 
 
 FAST_CASES = [(n, s, 2.0) for n in REFERENCE_SIZES for s in (256, 512)] + [
-    ("phantom_full", s, 1.0) for s in (256, 512)]
+    (n, s, 1.0) for n in ("phantom_roi", "phantom_full") for s in (256, 512)]
 
 
+@pytest.mark.parametrize("accumulator", ["numba", "sparse"])
 @pytest.mark.parametrize(("name", "size", "oversampling"), FAST_CASES)
-def test_fast_drr(benchmark, request, name, size, oversampling):
+def test_fast_drr(benchmark, request, name, size, oversampling, accumulator):
     """The shear-warp renderer, one view, construction (caches) excluded.
 
     ``oversampling`` 2 is the renderer's default; the whole phantom is also run at 1 (one
@@ -101,7 +110,8 @@ def test_fast_drr(benchmark, request, name, size, oversampling):
     views = imaging_pair(ImagingSettings(), binning=BINNING[size])
     renderer = DrrRenderer(vol, views, mu_water_per_mm=MU_W, oversampling=oversampling,
                            **kwargs)
-    renderer.render_view(room_from_ct, 0)  # warm the slab cache
+    renderer._accumulator = accumulator
+    renderer.render_view(room_from_ct, 0)  # warm the slab cache (and the JIT)
     img = benchmark(renderer.render_view, room_from_ct, 0)
     ref = _reference(name, size, request)
     if ref.shape == img.shape:
@@ -115,6 +125,48 @@ def test_fast_drr(benchmark, request, name, size, oversampling):
         assert err < 0.015, f"relative RMS error (2x2 binned) {err:.4f}"
     benchmark.extra_info["relative_rms_error"] = err
     benchmark.extra_info["oversampling"] = oversampling
+    benchmark.extra_info["accumulator"] = accumulator
+
+
+_FIRST_CALL = """
+import time
+import numpy as np
+t0 = time.perf_counter()
+from cyberknife_sim.anatomy import make_phantom, planned_room_from_ct
+from cyberknife_sim.imaging import DrrRenderer, imaging_pair
+from cyberknife_sim.scene import ImagingSettings
+ph = make_phantom("default", seed=0)
+target = ph.truth.target_center_ct_mm
+r = DrrRenderer(ph.volume, imaging_pair(ImagingSettings(), binning=8), mu_water_per_mm=0.02,
+                roi_center_ct=target, roi_half_size_mm=60.0)
+t1 = time.perf_counter()
+r.render_view(planned_room_from_ct(target), 0)
+t2 = time.perf_counter()
+r._slabs.clear()
+r.render_view(planned_room_from_ct(target), 0)
+t3 = time.perf_counter()
+print(t2 - t1, t3 - t2)
+"""
+
+
+def test_jit_first_call(benchmark, tmp_path):
+    """First render in a fresh process (compile, then cached), minus a warm render.
+
+    Imports and the phantom are excluded; a second render with the slab cache cleared (same
+    work without the JIT) is subtracted.
+    """
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"))
+
+    def first_call_s() -> float:
+        out = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, check=True,
+                             capture_output=True, text=True).stdout.split()
+        return float(out[0]) - float(out[1])
+
+    compile_s = benchmark.pedantic(first_call_s, rounds=1, iterations=1)
+    cached_s = first_call_s()
+    benchmark.extra_info["first_call_compile_s"] = compile_s
+    benchmark.extra_info["first_call_cached_s"] = cached_s
+    assert cached_s < compile_s
 
 
 def test_fast_drr_pair_512(benchmark, default_phantom):

@@ -11,8 +11,13 @@ grid and the X-ray source is a point ``S``:
    with a fixed intermediate plane ``a = c0`` scaled about the source's foot point by
    ``r_c = (c - S_a) / (c0 - S_a)``: a scale and shift, separable in the two in-plane axes.
    So the sum over slabs of the bilinearly sampled ``μ_c`` (the *intermediate image* on
-   plane ``c0``, ``oversampling`` samples per voxel) is two sparse linear-interpolation
-   products: along v (one block per slab), then along u and over the slabs at once.
+   plane ``c0``, ``oversampling`` samples per voxel) is one numba kernel
+   (:func:`_accumulate_planes`): per slab, linear interpolation along v into a scratch
+   image, then along u added into a per-thread accumulator (slabs split among threads).
+   The sample positions of slab ``c`` are affine in the output index, ``w = off_c +
+   step_c·g``; the slabs are cached transposed to ``(n_planes, n_u + 2, n_v + 2)`` with a
+   zero border, so both inner loops are contiguous and branch-free. The same sum as two
+   sparse products (``_accumulate_sparse``) is kept as a reference for the tests.
 3. All slab crossings of one ray are equally long: the path length per slab is
    ``|A e| / |e_a|`` (``A`` = room mm per voxel index, ``e`` = ray direction in index
    space), a smooth weight map multiplied into the intermediate image.
@@ -31,6 +36,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from numba import njit, prange
 from numpy.typing import ArrayLike, NDArray
 from scipy import sparse
 
@@ -46,6 +52,8 @@ _INPLANE = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
 # transposition of mu[k, j, i] to (n_a, n_v, n_u)
 _TRANSPOSE = {0: (2, 0, 1), 1: (1, 0, 2), 2: (0, 1, 2)}
 _WARP_FLAGS = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+# output rows per parallel task of the accumulation kernel
+_BLOCK_ROWS = 32
 
 
 def _lerp_weights(ratios: NDArray, s_w: float, lo_w: float, step: float, n_out: int,
@@ -95,12 +103,14 @@ def _summing_matrix(cols: NDArray, weights: NDArray, n_in: int) -> sparse.csr_ar
                             shape=(n_out, n_p * n_in))
 
 
-def _project_planes(slabs: NDArray[np.float32], ratios: NDArray, src_uv: tuple[float, float],
-                    lo: NDArray, step: float, width: int, height: int) -> NDArray[np.float32]:
-    """Σ over planes of the bilinearly resampled slabs on the intermediate grid, (width, height).
+def _accumulate_sparse(slabs: NDArray[np.float32], ratios: NDArray,
+                       src_uv: tuple[float, float], lo: NDArray, step: float, width: int,
+                       height: int) -> NDArray[np.float32]:
+    """Reference for :func:`_accumulate_planes`: the same sum as two sparse products.
 
-    Along v (block-diagonal product), a per-plane transpose, then along u summing over the
-    planes (one product).
+    ``slabs`` is the plain stack ``(n_planes, n_v, n_u)``. Along v (block-diagonal
+    product), a per-plane transpose, then along u summing over the planes (one product).
+    Returns the intermediate image, shape (width, height), float32.
     """
     n_planes, n_v, n_u = slabs.shape
     cv_, wv = _lerp_weights(ratios, src_uv[1], lo[1], step, height, n_v)
@@ -109,6 +119,111 @@ def _project_planes(slabs: NDArray[np.float32], ratios: NDArray, src_uv: tuple[f
     t = np.ascontiguousarray(t.reshape(n_planes, height, n_u).transpose(0, 2, 1))
     return np.asarray(_summing_matrix(cu, wu, n_u) @ t.reshape(n_planes * n_u, height),
                       dtype=np.float32)
+
+
+
+def _plane_offsets(ratios: NDArray, s_w: float, lo_w: float,
+                   step: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-plane affine sample position ``w = off + step_c·g`` along one in-plane axis.
+
+    Same arithmetic as :func:`_lerp_weights` (so the same taps, bit for bit).
+    """
+    r = np.asarray(ratios, dtype=np.float64)
+    return s_w * (1.0 - r) + lo_w * r, step * r
+
+
+@njit(cache=True, fastmath=False)
+def _taps(off, step, n_out, n_in):  # pragma: no cover
+    """Per plane: padded first-tap index, tap weights and valid range of ``w = off + step·g``.
+
+    Output g contributes where ``floor(w)`` lies in ``[-1, n_in - 1]`` (a contiguous range
+    ``[g_lo, g_hi)``, as ``step > 0``); elsewhere the sample is zero.
+    """
+    n_planes = off.shape[0]
+    idx = np.zeros((n_planes, n_out), dtype=np.int32)
+    w_first = np.zeros((n_planes, n_out), dtype=np.float32)
+    w_second = np.zeros((n_planes, n_out), dtype=np.float32)
+    bounds = np.zeros((n_planes, 2), dtype=np.int64)
+    for c in range(n_planes):
+        g_lo, g_hi = n_out, 0
+        for g in range(n_out):
+            w = off[c] + step[c] * g
+            w0 = np.floor(w)
+            if -1.0 <= w0 <= n_in - 1:
+                idx[c, g] = np.int32(w0) + 1
+                f = np.float32(w - w0)
+                w_first[c, g] = np.float32(1.0) - f
+                w_second[c, g] = f
+                g_lo = min(g_lo, g)
+                g_hi = g + 1
+        bounds[c, 0] = g_lo
+        bounds[c, 1] = max(g_hi, g_lo)
+    return idx, w_first, w_second, bounds
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def _accumulate_planes(stack, off_u, step_u, off_v, step_v, width, height,
+                       block):  # pragma: no cover
+    """Σ over planes of the bilinearly resampled slabs on the intermediate grid (numba).
+
+    Parameters
+    ----------
+    stack : ndarray, shape (n_planes, n_u + 2, n_v + 2), float32
+        Slabs ``[c, u + 1, v + 1]`` with a one-voxel zero border (C-contiguous).
+    off_u, step_u, off_v, step_v : ndarray, shape (n_planes,), float64
+        Plane ``c`` is sampled at ``u = off_u[c] + step_u[c]·x``, ``v = off_v[c] +
+        step_v[c]·y`` (voxel index) for output index (x, y); zero outside ``(-1, n)``.
+    width, height : int
+        Output size along u (x) and v (y).
+    block : int
+        Output rows x per parallel task (its accumulator and scratch stay in cache).
+
+    Returns
+    -------
+    ndarray, shape (width, height), float32
+    """
+    n_planes, n_up, n_vp = stack.shape
+    iu, gu, fu, bu = _taps(off_u, step_u, width, n_up - 2)
+    iv, gv, fv, bv = _taps(off_v, step_v, height, n_vp - 2)
+    n_rows = min(n_up, int(np.ceil(step_u.max() * (block - 1))) + 3)
+    out = np.zeros((width, height), dtype=np.float32)
+    n_blocks = (width + block - 1) // block
+    for b in prange(n_blocks):
+        x0 = b * block
+        x1 = min(x0 + block, width)
+        tmp = np.empty((n_rows, height), dtype=np.float32)
+        for c in range(n_planes):
+            xa = max(x0, bu[c, 0])
+            xb = min(x1, bu[c, 1])
+            ya, yb = bv[c, 0], bv[c, 1]
+            if xb <= xa or yb <= ya:
+                continue  # this plane's footprint misses the block
+            plane = stack[c]
+            ivc = iv[c]
+            fvc = fv[c]
+            gvc = gv[c]
+            # along v, only the padded rows u that the block's x taps touch
+            u_first = iu[c, xa]
+            n_y = yb - ya
+            iv_y = ivc[ya:yb]
+            fv_y = fvc[ya:yb]
+            gv_y = gvc[ya:yb]
+            for k in range(iu[c, xb - 1] + 2 - u_first):
+                src = plane[u_first + k]
+                row = tmp[k, :n_y]
+                for j in range(n_y):
+                    i = iv_y[j]
+                    row[j] = gv_y[j] * src[i] + fv_y[j] * src[i + 1]
+            # along u, into the block's rows of the output
+            for x in range(xa, xb):
+                a0 = gu[c, x]
+                f = fu[c, x]
+                t0 = tmp[iu[c, x] - u_first, :n_y]
+                t1 = tmp[iu[c, x] - u_first + 1, :n_y]
+                dst = out[x, ya:yb]
+                for j in range(n_y):
+                    dst[j] += a0 * t0[j] + f * t1[j]
+    return out
 
 
 class DrrRenderer:
@@ -189,7 +304,11 @@ class DrrRenderer:
                                              lo_kji[2]:hi_kji[2]])
         self.volume = volume
         self._mu = mu
-        self._slabs: dict[int, NDArray[np.float32]] = {}
+        self._slabs: dict[tuple[int, bool], NDArray[np.float32]] = {}
+
+    # the sum over slabs: "numba" (the kernel) or "sparse" (the reference products; for
+    # tests and benchmarks only)
+    _accumulator: str = "numba"
 
     # --- public -------------------------------------------------------------------------
     def render(self, room_from_ct: ArrayLike) -> tuple[NDArray[np.float32], ...]:
@@ -216,27 +335,41 @@ class DrrRenderer:
                             self.views[index])
 
     # --- internals ----------------------------------------------------------------------
-    def _slab_stack(self, axis: int) -> NDArray[np.float32]:
+    def _slab_stack(self, axis: int, *, padded: bool = False) -> NDArray[np.float32]:
         """μ as contiguous slabs ``(n_planes, n_v, n_u)`` for slab axis ``axis`` (cached).
 
         With ``m`` substeps, plane ``q`` lies at voxel position ``q/m - (m-1)/m`` and holds
-        the linear interpolation along the axis (zero beyond the grid).
+        the linear interpolation along the axis (zero beyond the grid). With ``padded``, the
+        kernel's layout instead: ``(n_planes, n_u + 2, n_v + 2)``, ``[c, u + 1, v + 1]``,
+        zero border (only that one is kept).
         """
-        if axis not in self._slabs:
-            stack = np.ascontiguousarray(self._mu.transpose(_TRANSPOSE[axis]))
-            m = self.slab_substeps
-            if m > 1:
-                padded = np.concatenate([np.zeros_like(stack[:1]), stack,
-                                         np.zeros_like(stack[:1])])
-                planes = []
-                for c in range(padded.shape[0] - 1):
-                    lo, hi = padded[c], padded[c + 1]
-                    planes.extend(lo + np.float32(k / m) * (hi - lo) for k in range(m))
-                planes.append(padded[-1])
-                # keep positions -(m-1)/m .. n_a - 1 + (m-1)/m (the outer zero planes drop)
-                stack = np.ascontiguousarray(np.stack(planes[1:-1]))
-            self._slabs[axis] = stack
-        return self._slabs[axis]
+        key = (axis, padded)
+        if key in self._slabs:
+            return self._slabs[key]
+        if padded:
+            plain = self._slabs.get((axis, False))
+            if plain is None:
+                plain = self._slab_stack(axis)
+                del self._slabs[(axis, False)]
+            n_planes, n_v, n_u = plain.shape
+            stack = np.zeros((n_planes, n_u + 2, n_v + 2), dtype=np.float32)
+            stack[:, 1:-1, 1:-1] = plain.transpose(0, 2, 1)
+            self._slabs[key] = stack
+            return stack
+        stack = np.ascontiguousarray(self._mu.transpose(_TRANSPOSE[axis]))
+        m = self.slab_substeps
+        if m > 1:
+            ext = np.concatenate([np.zeros_like(stack[:1]), stack,
+                                     np.zeros_like(stack[:1])])
+            planes = []
+            for c in range(ext.shape[0] - 1):
+                lo, hi = ext[c], ext[c + 1]
+                planes.extend(lo + np.float32(k / m) * (hi - lo) for k in range(m))
+            planes.append(ext[-1])
+            # keep positions -(m-1)/m .. n_a - 1 + (m-1)/m (the outer zero planes drop)
+            stack = np.ascontiguousarray(np.stack(planes[1:-1]))
+        self._slabs[key] = stack
+        return stack
 
     def _render(self, room_from_ct: NDArray[np.float64], view: ViewGeometry) -> NDArray:
         room_from_ijk = room_from_ct @ self.volume.ct_from_ijk
@@ -249,8 +382,11 @@ class DrrRenderer:
         central = d @ np.array([*view.center_pixel, 1.0])
         a = int(np.argmax(np.abs(central)))
         u_ax, v_ax = _INPLANE[a]
-        slabs = self._slab_stack(a)
-        n_planes, n_v, n_u = slabs.shape
+        use_sparse = self._accumulator == "sparse"
+        slabs = self._slab_stack(a, padded=not use_sparse)
+        n_planes = slabs.shape[0]
+        n_v, n_u = (slabs.shape[1:] if use_sparse else
+                    (slabs.shape[2] - 2, slabs.shape[1] - 2))
         n_a = self._mu.shape[2 - a]
         sub = self.slab_substeps
         positions = np.arange(n_planes) / sub - (sub - 1) / sub  # voxel index of each plane
@@ -270,9 +406,13 @@ class DrrRenderer:
         step = 1.0 / self.oversampling
         width, height = (np.ceil((hi - lo) / step).astype(int) + 1).tolist()
 
-        # sum over planes of the bilinearly resampled slabs, as two sparse products:
-        # along v (block-diagonal over planes), then along u and over planes at once
-        acc_t = _project_planes(slabs, ratios, (s_u, s_v), lo, step, width, height)
+        # sum over planes of the bilinearly resampled slabs
+        if use_sparse:
+            acc_t = _accumulate_sparse(slabs, ratios, (s_u, s_v), lo, step, width, height)
+        else:
+            acc_t = _accumulate_planes(slabs, *_plane_offsets(ratios, s_u, lo[0], step),
+                                       *_plane_offsets(ratios, s_v, lo[1], step), width,
+                                       height, _BLOCK_ROWS)
 
         # path length (mm) per plane along the ray through each intermediate grid point
         a_mat = room_from_ijk[:3, :3]
