@@ -18,7 +18,7 @@ def points(n, t_span_s, rng, noise_mm=0.0):
     return t, e, y
 
 
-@pytest.mark.parametrize("model", ["linear", "quadratic", "dual"])
+@pytest.mark.parametrize("model", ["linear", "quadratic", "dual", "linear_velocity"])
 def test_recovers_a_linear_model_and_its_drift_exactly(model):
     rng = np.random.default_rng(0)
     t, e, y = points(12, 500.0, rng)

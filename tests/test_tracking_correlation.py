@@ -47,6 +47,62 @@ def test_dual_recovers_hysteresis_branches():
         make_correlation_model("dual").fit(EXT, y)
 
 
+def _phase_lag_points(n: int, lag_deg: np.ndarray, *, period_s: float = 4.0):
+    """Chest e = E sin(wt) (mm), its velocity (mm/s) and a target a + A sin(wt + lag) (mm)."""
+    t = np.linspace(0.0, 3.7 * period_s, n)
+    w = 2 * np.pi / period_s
+    e_amp, t_amp = 5.0, np.array([1.0, 0.5, 2.0])
+    e, v = e_amp * np.sin(w * t), e_amp * w * np.cos(w * t)
+    y = A + t_amp * np.sin(w * t[:, None] + np.radians(lag_deg))
+    b = t_amp / e_amp * np.cos(np.radians(lag_deg))
+    c = t_amp / (e_amp * w) * np.sin(np.radians(lag_deg))
+    return e, v, y, b, c
+
+
+def test_linear_velocity_recovers_a_phase_lag_linear_does_not():
+    lag = np.array([10.0, -20.0, 5.0])  # target leads (lags) the chest per axis (deg)
+    e, v, y, b, c = _phase_lag_points(12, lag)
+    m = make_correlation_model("linear_velocity").fit(e, y, v)
+    assert m.fallback_reason is None
+    np.testing.assert_allclose(m.coef, [A, b, c], atol=1e-10)  # exact: analytic a, b, c
+    np.testing.assert_allclose(m.predict(e, v), y, atol=1e-10)
+    np.testing.assert_allclose(m.predict_one(e[3], v[3]), y[3], atol=1e-10)
+    # the linear model leaves the hysteresis loop: about A sin(lag) on the z axis (2 mm, 5 deg)
+    lin = make_correlation_model("linear").fit(e, y)
+    lin_err = np.abs(lin.predict(e) - y).max(axis=0)
+    assert lin_err[2] > 0.8 * 2.0 * np.sin(np.radians(5.0))
+    assert np.all(lin_err > 100 * np.abs(m.predict(e, v) - y).max(axis=0))
+    # with marker-like noise on the velocity (0.5 mm/s) it still beats the linear model
+    rng = np.random.default_rng(1)
+    e, v, y, *_ = _phase_lag_points(12, lag)
+    noisy = make_correlation_model("linear_velocity").fit(e, y, v + rng.normal(0, 0.5, v.size))
+    e_t, v_t, y_t, *_ = _phase_lag_points(200, lag, period_s=4.0)
+    err_v = np.linalg.norm(noisy.predict(e_t, v_t) - y_t, axis=1)
+    err_l = np.linalg.norm(lin.predict(e_t) - y_t, axis=1)
+    assert np.sqrt(np.mean(err_v**2)) < 0.5 * np.sqrt(np.mean(err_l**2))
+    with pytest.raises(ValueError, match="ext_velocity is required by the linear_velocity"):
+        make_correlation_model("linear_velocity").fit(e, y)
+
+
+@pytest.mark.parametrize("case", ["few_points", "no_velocity", "collinear"])
+def test_linear_velocity_falls_back_to_linear_when_rank_deficient(case):
+    e, v = EXT[:8], VEL[:8]
+    if case == "few_points":
+        e, v = e[:3], v[:3]
+    elif case == "no_velocity":
+        v = np.zeros_like(e)
+    else:
+        v = 0.3 * e - 1.0
+    y = A + e[:, None] * B + v[:, None] * C
+    m = make_correlation_model("linear_velocity").fit(e, y, v)
+    lin = make_correlation_model("linear").fit(e, y)
+    want = {"few_points": "at least 4", "no_velocity": "no spread", "collinear": "collinear"}
+    assert want[case] in m.fallback_reason and "linear fit used" in m.fallback_reason
+    np.testing.assert_allclose(m.coef[2], 0.0)
+    np.testing.assert_allclose(m.predict(EXT, VEL), lin.predict(EXT), atol=1e-9)
+    assert np.all(np.isfinite(m.predict_one(4.0, 2.0)))
+
+
 def test_unknown_model_and_bad_shapes_are_rejected():
     with pytest.raises(ValueError, match="linear, quadratic, dual"):
         make_correlation_model("cubic")
@@ -92,7 +148,22 @@ def test_models_on_real_paired_traces(shared_data, pair):
     external = read_trace(d / f"pair_{pair}_external.txt", columns=(1,), time_unit_s=unit)
     check_paired(internal, external)
     stats = evaluate_correlation(internal, external, n_fit=12)
+    stats["linear_velocity"] = _evaluate_velocity_model(internal, external, n_fit=12)
     for name, s in stats.items():
         print(pair, name, {k: round(v, 3) for k, v in s.items()})
         if name != "none":
             assert s["rms_mm"] < 0.8 * stats["none"]["rms_mm"], name
+
+
+def _evaluate_velocity_model(internal, external, *, n_fit: int, fit_span_s: float = 60.0):
+    """``linear_velocity`` under evaluate_correlation's protocol (same fit and test points)."""
+    t = internal.time_s
+    ext = np.interp(t, external.time_s, external.values[:, 0])
+    vel = np.gradient(ext, t)
+    y = internal.xyz_mm()
+    fit = np.unique(np.searchsorted(t, np.linspace(t[0], t[0] + fit_span_s, n_fit)))
+    test = np.arange(fit.max() + 1, t.size)
+    m = make_correlation_model("linear_velocity").fit(ext[fit], y[fit], vel[fit])
+    e = np.linalg.norm(m.predict(ext[test], vel[test]) - y[test], axis=1)
+    return {"mean_mm": float(e.mean()), "rms_mm": float(np.sqrt(np.mean(e**2))),
+            "p95_mm": float(np.percentile(e, 95))}

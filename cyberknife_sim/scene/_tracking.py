@@ -26,7 +26,8 @@ class MarkerSettings(Section):
 class CorrelationSettings(Section):
     """External-to-internal correlation model."""
 
-    model: Literal["linear", "quadratic", "dual"] = Field("dual", description="model type")
+    model: Literal["linear", "quadratic", "dual", "linear_velocity"] = Field(
+        "dual", description="model type; linear_velocity: a + b e + c de/dt (hysteresis)")
     n_points: int = Field(12, ge=3, le=100, description="X-ray points kept for the fit")
     max_residual_mm: float = Field(1.5, gt=0.0, le=20.0,
                                    description="residual that flags the model as bad (mm)")

@@ -7,8 +7,9 @@ spine drifts (and the markers with it), so the points are fitted as
 
     y_k = g(e_k, v_k) + a · (t_k − t_ref)
 
-with ``g`` one of :mod:`cyberknife_sim.tracking`'s models (linear / quadratic / dual) and
-``a`` a drift velocity (mm/s, room) shared by all points, ``t_ref`` the newest point's time.
+with ``g`` one of :mod:`cyberknife_sim.tracking`'s models (linear / quadratic / dual /
+linear_velocity) and ``a`` a drift velocity (mm/s, room) shared by all points, ``t_ref`` the
+newest point's time.
 ``a`` is estimated exactly by partialling ``g``'s column space out of the time column
 (Frisch–Waugh–Lovell: every model is a linear least-squares fit for fixed ``e, v``), with a
 ridge prior ``a ~ N(0, drift_prior²)`` that keeps a burst of points close in time (the model
@@ -33,7 +34,7 @@ class DriftCorrelation:
 
     Parameters
     ----------
-    model : {"linear", "quadratic", "dual"}
+    model : {"linear", "quadratic", "dual", "linear_velocity"}
         Model ``g`` of the external signal.
     n_points : int, keyword-only
         Window length (oldest points dropped).

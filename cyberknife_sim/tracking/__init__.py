@@ -6,6 +6,7 @@ from ._correlation import (
     DualCorrelation,
     PolynomialCorrelation,
     RollingCorrelation,
+    VelocityCorrelation,
     make_correlation_model,
 )
 from ._evaluate import evaluate_correlation
@@ -33,6 +34,7 @@ __all__ = [
     "Predictor",
     "RLSPredictor",
     "RollingCorrelation",
+    "VelocityCorrelation",
     "evaluate_correlation",
     "horizon_steps",
     "make_correlation_model",

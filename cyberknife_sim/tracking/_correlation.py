@@ -7,9 +7,15 @@ points (external value at the X-ray time, target position from the images):
 * ``quadratic``: ``p = a + b e + c e^2``
 * ``dual``:      separate polynomials (``degree``, default 1) for inhale (external velocity
   >= 0) and exhale (< 0): the two branches of a hysteresis loop (Synchrony-style).
+* ``linear_velocity``: ``p = a + b e + c ė`` (ė: external velocity, mm/s). A target that
+  follows the chest with a phase shift φ, ``p = A sin(ωt + φ)`` against ``e = E sin(ωt)``,
+  is exactly ``(A/E) cos φ · e + (A/(E ω)) sin φ · ė``: the hysteresis loop without a branch
+  switch.
 
 With fewer points than a model needs, the fit falls back to a lower degree (one point: a
-constant; a dual branch with too few points: the pooled fit), so a model is always usable.
+constant; a dual branch with too few points: the pooled fit; ``linear_velocity`` with fewer
+than 4 points or no velocity spread independent of the signal: the linear fit, the reason
+kept in ``fallback_reason``), so a model is always usable.
 """
 
 from __future__ import annotations
@@ -22,10 +28,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["CorrelationModel", "CorrelationStatus", "DualCorrelation", "PolynomialCorrelation",
-           "RollingCorrelation", "make_correlation_model"]
+           "RollingCorrelation", "VelocityCorrelation", "make_correlation_model"]
 
-ModelName = Literal["linear", "quadratic", "dual"]
-MODELS: tuple[str, ...] = ("linear", "quadratic", "dual")
+ModelName = Literal["linear", "quadratic", "dual", "linear_velocity"]
+MODELS: tuple[str, ...] = ("linear", "quadratic", "dual", "linear_velocity")
 
 
 def _as_ext(ext: ArrayLike, name: str = "ext") -> NDArray[np.float64]:
@@ -74,7 +80,7 @@ class CorrelationModel:
         internal : array-like, shape (n, d)
             Target position found by imaging (mm, room; d = 3 normally).
         ext_velocity : array-like, shape (n,), optional
-            External signal velocity (mm/s); required by ``dual``.
+            External signal velocity (mm/s); required by ``dual`` and ``linear_velocity``.
         """
         raise NotImplementedError
 
@@ -89,7 +95,7 @@ class CorrelationModel:
 
     @staticmethod
     def _check(ext: ArrayLike, internal: ArrayLike, ext_velocity: ArrayLike | None,
-               need_velocity: bool):
+               need_velocity: bool, model: str = "dual (inhale/exhale)"):
         e = _as_ext(ext)
         y = np.asarray(internal, dtype=np.float64)
         if y.ndim == 1:
@@ -106,7 +112,7 @@ class CorrelationModel:
             if v.size != e.size:
                 raise ValueError(f"ext_velocity: expected shape ({e.size},), got {v.shape}")
         elif need_velocity:
-            raise ValueError("ext_velocity is required by the dual (inhale/exhale) model")
+            raise ValueError(f"ext_velocity is required by the {model} model")
         return e, y, v
 
 
@@ -181,12 +187,76 @@ class DualCorrelation(CorrelationModel):
         return r[0] + ext * (r[1] + ext * r[2])
 
 
+class VelocityCorrelation(CorrelationModel):
+    """``p = a + b e + c ė`` per axis, by least squares (see the module docstring).
+
+    Needs at least ``MIN_POINTS`` points and an external velocity that varies independently
+    of the signal (relative singular value of the centred, normalised ``[e, ė]`` columns above
+    ``RANK_TOL``); otherwise the fit is the linear one (``c = 0``) and ``fallback_reason``
+    says why (None after a full fit).
+
+    Attributes
+    ----------
+    coef : ndarray, shape (3, d)
+        Rows ``a`` (mm), ``b`` (mm/mm), ``c`` (mm per mm/s).
+    """
+
+    name = "linear_velocity"
+    needs_velocity = True
+    MIN_POINTS = 4  # three coefficients and one spare point
+    RANK_TOL = 1e-6
+
+    def __init__(self):
+        self.coef: NDArray[np.float64] | None = None
+        self.fallback_reason: str | None = None
+
+    def fit(self, ext, internal, ext_velocity=None):
+        e, y, v = self._check(ext, internal, ext_velocity, True, self.name)
+        self.fallback_reason = self._rank_problem(e, v)
+        if self.fallback_reason is None:
+            design = np.column_stack([np.ones_like(e), e, v])
+            self.coef = np.linalg.lstsq(design, y, rcond=None)[0]
+        else:
+            self.coef = np.zeros((3, y.shape[1]))
+            self.coef[:2] = _fit_poly(e, y, 1)
+        self._rows = tuple(self.coef)
+        return self
+
+    def _rank_problem(self, e: NDArray[np.float64], v: NDArray[np.float64]) -> str | None:
+        if e.size < self.MIN_POINTS:
+            return (f"{e.size} point(s): a + b e + c ė needs at least {self.MIN_POINTS}; "
+                    "linear fit used")
+        cols = np.column_stack([e - e.mean(), v - v.mean()])
+        norms = np.linalg.norm(cols, axis=0)
+        if norms[1] == 0.0 or norms[1] <= self.RANK_TOL * max(np.abs(v).max(), 1.0):
+            return "external velocity has no spread; linear fit used"
+        if norms[0] == 0.0:
+            return "external signal has no spread; linear fit used"
+        sv = np.linalg.svd(cols / norms, compute_uv=False)
+        if sv[-1] <= self.RANK_TOL * sv[0]:
+            return "external velocity is collinear with the signal; linear fit used"
+        return None
+
+    def predict(self, ext, ext_velocity=None):
+        if self.coef is None:
+            raise RuntimeError("correlation model used before fit()")
+        e = _as_ext(ext)
+        if ext_velocity is None:
+            raise ValueError(f"ext_velocity is required by the {self.name} model")
+        v = np.broadcast_to(_as_ext(ext_velocity, "ext_velocity"), e.shape)
+        return self.coef[0] + e[:, None] * self.coef[1] + v[:, None] * self.coef[2]
+
+    def predict_one(self, ext, ext_velocity=0.0):
+        r = self._rows
+        return r[0] + ext * r[1] + ext_velocity * r[2]
+
+
 def make_correlation_model(name: ModelName, *, degree: int | None = None) -> CorrelationModel:
     """A correlation model by name.
 
     Parameters
     ----------
-    name : {"linear", "quadratic", "dual"}
+    name : {"linear", "quadratic", "dual", "linear_velocity"}
         Model type.
     degree : int, optional
         Branch degree of ``dual`` (1 or 2; default 1). Not used by the others.
@@ -197,6 +267,8 @@ def make_correlation_model(name: ModelName, *, degree: int | None = None) -> Cor
         return PolynomialCorrelation(2)
     if name == "dual":
         return DualCorrelation(1 if degree is None else degree)
+    if name == "linear_velocity":
+        return VelocityCorrelation()
     raise ValueError(f"correlation model must be one of {', '.join(MODELS)} (got {name!r})")
 
 
@@ -228,7 +300,7 @@ class RollingCorrelation:
 
     Parameters
     ----------
-    model : {"linear", "quadratic", "dual"} or CorrelationModel
+    model : {"linear", "quadratic", "dual", "linear_velocity"} or CorrelationModel
         Model type (or an instance to refit).
     n_points : int, keyword-only
         Window length (oldest points dropped).
