@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cyberknife_sim.tracking import RollingCorrelation, make_correlation_model, make_predictor
+from cyberknife_sim.tracking._correlation import MODELS
 
 DT = 1.0 / 26.0
 
@@ -36,7 +37,7 @@ def test_predictor_update(benchmark, method, dim):
     benchmark(p.update, nxt)  # the state keeps evolving; the cost per call is what counts
 
 
-@pytest.mark.parametrize("model", ["linear", "quadratic", "dual"])
+@pytest.mark.parametrize("model", MODELS)
 def test_correlation_predict_one(benchmark, model):
     """One external -> internal evaluation (a single camera frame)."""
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..motion import Trace
-from ._correlation import make_correlation_model
+from ._correlation import MODELS, make_correlation_model
 
 __all__ = ["evaluate_correlation"]
 
@@ -37,7 +37,7 @@ def evaluate_correlation(internal: Trace, external: Trace, *, n_fit: int = 12,
     test = np.arange(fit.max() + 1, t.size)
     out: dict[str, dict[str, float]] = {}
     preds = {"none": np.broadcast_to(y[fit].mean(0), y[test].shape)}
-    for name in ("linear", "quadratic", "dual"):
+    for name in MODELS:
         m = make_correlation_model(name).fit(ext[fit], y[fit], vel[fit])
         preds[name] = m.predict(ext[test], vel[test])
     for name, p in preds.items():
