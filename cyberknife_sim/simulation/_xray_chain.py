@@ -19,12 +19,7 @@ from ..geometry import apply_transform, matrix_from_pose
 from ..imaging import DrrRenderer, XrayModel, imaging_pair
 from ..registration import Registration2D3D
 
-__all__ = ["LIVE_ROI_HALF_SIZE_MM", "XrayChain"]
-
-LIVE_ROI_HALF_SIZE_MM = (110.0, 110.0, 110.0)
-"""Half size of the CT box rendered into the live images (mm, i/j/k): the treated region
-with its neighbours and surrounding soft tissue, enough to fill the registration's search
-windows (rendering the whole CT would add time without changing what registration sees)."""
+__all__ = ["XrayChain"]
 
 
 class XrayChain:
@@ -45,9 +40,8 @@ class XrayChain:
         self.views = imaging_pair(im)
         target = self.patient.target_ct_mm
         vol = self.patient.volume
-        half = np.asarray(LIVE_ROI_HALF_SIZE_MM)
-        self.renderer = DrrRenderer(vol, self.views, mu_water_per_mm=im.mu_water_per_mm,
-                                    roi_center_ct=target, roi_half_size_mm=half)
+        # the live pair sees the whole patient: every tissue along every ray, not a crop
+        self.renderer = DrrRenderer(vol, self.views, mu_water_per_mm=im.mu_water_per_mm)
         self.xray = XrayModel(im.xray, pixel_spacing_mm=self.views[0].pixel_spacing_mm)
         self.registration = Registration2D3D(
             vol, self.views, target_ct_mm=target, mu_water_per_mm=im.mu_water_per_mm,
