@@ -114,12 +114,9 @@ class DriftCorrelation:
             r_t = tau - self._scratch.fit(e, tau[:, None], v).predict(e, v)[:, 0]
             self.drift_mm_s = (r_t @ r_y) / (r_t @ r_t + self._ridge_s2)
         y_fit = yy - tau[:, None] * self.drift_mm_s
-        self.model.fit(e, y_fit, v)
-        res = np.linalg.norm(self.model.predict(e, v) - y_fit, axis=1)
-        rms = float(np.sqrt(np.mean(res**2)))
-        ok = rms <= self.max_residual_mm and not pred_err > self.max_residual_mm
-        self.status = CorrelationStatus(model_ok=ok, residual_mm=rms,
-                                        prediction_error_mm=pred_err, n_points=e.size)
+        self.status = CorrelationStatus.after_fit(self.model, e, y_fit, v,
+                                                  prediction_error_mm=pred_err,
+                                                  max_residual_mm=self.max_residual_mm)
         return self.status
 
     def predict_one(self, ext: float, ext_velocity: float, time_s: float) -> NDArray[np.float64]:

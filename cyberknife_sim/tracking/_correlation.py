@@ -294,6 +294,21 @@ class CorrelationStatus:
     prediction_error_mm: float
     n_points: int
 
+    @classmethod
+    def after_fit(cls, model: CorrelationModel, ext: NDArray, internal: NDArray, vel: NDArray,
+                  *, prediction_error_mm: float, max_residual_mm: float) -> CorrelationStatus:
+        """Fit ``model`` to the window's points and judge it.
+
+        ``ext`` (n,) mm, ``internal`` (n, d) mm, ``vel`` (n,) mm/s; OK when the RMS 3-D fit
+        residual and the previous model's error at the new point are both within the limit.
+        """
+        model.fit(ext, internal, vel)
+        res = np.linalg.norm(model.predict(ext, vel) - internal, axis=1)
+        rms = float(np.sqrt(np.mean(res**2)))
+        ok = rms <= max_residual_mm and not prediction_error_mm > max_residual_mm
+        return cls(model_ok=ok, residual_mm=rms, prediction_error_mm=prediction_error_mm,
+                   n_points=int(ext.size))
+
 
 class RollingCorrelation:
     """Keeps the last ``n_points`` X-ray points and refits the model on each new one.
@@ -346,12 +361,9 @@ class RollingCorrelation:
         e = np.fromiter(self._ext, float)
         v = np.fromiter(self._vel, float)
         yy = np.stack(self._int)
-        self.model.fit(e, yy, v)
-        res = np.linalg.norm(self.model.predict(e, v) - yy, axis=1)
-        rms = float(np.sqrt(np.mean(res**2)))
-        ok = rms <= self.max_residual_mm and not pred_err > self.max_residual_mm
-        self.status = CorrelationStatus(model_ok=ok, residual_mm=rms,
-                                        prediction_error_mm=pred_err, n_points=e.size)
+        self.status = CorrelationStatus.after_fit(self.model, e, yy, v,
+                                                  prediction_error_mm=pred_err,
+                                                  max_residual_mm=self.max_residual_mm)
         return self.status
 
     def predict_one(self, ext: float, ext_velocity: float = 0.0) -> NDArray[np.float64]:
