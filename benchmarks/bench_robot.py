@@ -104,31 +104,32 @@ def test_full_delivery_realtime_factor(benchmark, world):
     plan = generate_plan(scene, world, np.random.default_rng(scene.simulation.seed))
     dt = scene.simulation.time_step_s
 
+    def breathing_target(t: float) -> np.ndarray:
+        return np.array([0.0, 0.0, 10.0 * np.sin(2 * np.pi * t / 4.0)])
+
     def deliver():
         ctl = RobotController(world)
         ctl.reset(plan.beams[0].joints_deg)
         t, steps, errs = 0.0, 0, []
+
+        def step(beam) -> None:
+            nonlocal t, steps
+            ctl.command(beam.source_room, breathing_target(t) + beam.aim_room,
+                        node_joints_deg=beam.joints_deg)
+            ctl.step(dt)
+            t += dt
+            steps += 1
+
         for beam in plan.beams:
             # travel: until the actual joints reach the beam's solution
             while True:
-                tgt = np.array([0.0, 0.0, 10.0 * np.sin(2 * np.pi * t / 4.0)])
-                ctl.command(beam.source_room, tgt + beam.aim_room,
-                            node_joints_deg=beam.joints_deg)
-                ctl.step(dt)
-                t += dt
-                steps += 1
+                step(beam)
                 if (np.max(np.abs(ctl.joints_deg - ctl.desired_joints_deg)) < 0.01
                         and np.max(np.abs(ctl.joint_velocity_deg_s)) < 1.0):
                     break
             for _ in range(int(np.ceil(beam.duration_s / dt))):
-                tgt = np.array([0.0, 0.0, 10.0 * np.sin(2 * np.pi * t / 4.0)])
-                ctl.command(beam.source_room, tgt + beam.aim_room,
-                            node_joints_deg=beam.joints_deg)
-                ctl.step(dt)
-                t += dt
-                steps += 1
-                tgt = np.array([0.0, 0.0, 10.0 * np.sin(2 * np.pi * t / 4.0)])
-                errs.append(ctl.targeting_error_mm(tgt + beam.aim_room))
+                step(beam)
+                errs.append(ctl.targeting_error_mm(breathing_target(t) + beam.aim_room))
         return t, steps, np.array(errs)
 
     t0 = time.perf_counter()
