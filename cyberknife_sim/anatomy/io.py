@@ -15,6 +15,13 @@ import SimpleITK as sitk
 from numpy.typing import NDArray
 
 from ..errors import InputError
+from ._ctfile import (
+    check_ct_file,
+    check_hu_values,
+    check_image_geometry,
+    native_stderr_quiet,
+    one_line,
+)
 from .volume import Volume
 
 __all__ = ["FILE_SUFFIXES", "read_ct", "write_volume"]
@@ -31,13 +38,8 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def _first_line(exc: Exception) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    # ITK messages carry a file:line prefix; keep the most informative short line
-    for ln in reversed(lines):
-        if "Description:" in ln:
-            return ln.split("Description:", 1)[1].strip()
-    return lines[-1] if lines else exc.__class__.__name__
+def _first_line(exc: Exception, native: list[str] | None = None) -> str:
+    return one_line(exc, native[0] if native else "")
 
 
 def _ct_from_ijk(image: sitk.Image) -> NDArray[np.float64]:
@@ -56,10 +58,12 @@ def _to_volume(image: sitk.Image, path: Path) -> Volume:
     if min(image.GetSize()) < 2:
         raise InputError(f"{path}: expected a 3-D volume with at least 2 voxels per axis, got "
                          f"size {list(image.GetSize())}")
+    check_image_geometry(image, path)
     arr = sitk.GetArrayFromImage(image)
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputError(f"{path}: complex voxel values; expected a CT in HU")
+    check_hu_values(arr, path)
     if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)):
-            raise InputError(f"{path}: contains NaN or infinite values")
         arr = arr.astype(np.float32)
     elif arr.dtype != np.int16:
         if arr.min() >= -32768 and arr.max() <= 32767:
@@ -87,7 +91,12 @@ def read_ct(path: str | Path) -> Volume:
     ------
     InputError
         Missing or unreadable file, unsupported type, not a 3-D scalar image, an empty
-        folder, several series, missing/duplicate/unevenly spaced slices, a corrupt slice.
+        folder, several series, missing/duplicate/unevenly spaced slices, a corrupt slice;
+        a file whose data is cut short (NIfTI, MetaImage) or damaged (gzip); NaN or
+        infinite voxels; values outside −32768..40000 HU; a voxel size outside
+        0.001..100 mm, a non-finite origin or non-orthonormal direction cosines (limits in
+        :mod:`cyberknife_sim.anatomy._ctfile`). The C++ libraries' own warnings are kept
+        off stderr.
     """
     path = Path(path)
     if not path.exists():
@@ -98,17 +107,20 @@ def read_ct(path: str | Path) -> Volume:
     if suffix not in FILE_SUFFIXES:
         raise InputError(f"{path}: unsupported CT file type {suffix or '(none)'!r}; use a DICOM "
                          f"folder or one of {', '.join(FILE_SUFFIXES)}")
+    check_ct_file(path, suffix)
     try:
-        image = sitk.ReadImage(str(path))
+        with native_stderr_quiet() as native:
+            image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise InputError(f"{path}: cannot read image ({_first_line(exc)})") from None
+        raise InputError(f"{path}: cannot read image ({_first_line(exc, native)})") from None
     return _to_volume(image, path)
 
 
 def _slice_info(file: str) -> tuple[np.ndarray, np.ndarray]:
     reader = sitk.ImageFileReader()
     reader.SetFileName(file)
-    reader.ReadImageInformation()
+    with native_stderr_quiet():
+        reader.ReadImageInformation()
     try:
         pos = np.array([float(t) for t in reader.GetMetaData("0020|0032").split("\\")])
         ori = np.array([float(t) for t in reader.GetMetaData("0020|0037").split("\\")])
@@ -125,16 +137,19 @@ def _read_dicom_series(folder: Path) -> Volume:
     if not files:
         raise InputError(f"{folder}: folder is empty (expected a DICOM series)")
     try:
-        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        with native_stderr_quiet() as native:
+            series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+            names = (list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
+                     if len(series) == 1 else [])
     except RuntimeError as exc:
-        raise InputError(f"{folder}: cannot scan for DICOM ({_first_line(exc)})") from None
+        raise InputError(f"{folder}: cannot scan for DICOM ({_first_line(exc, native)})"
+                         ) from None
     if not series:
         raise InputError(f"{folder}: no DICOM series found among {len(files)} file(s)")
     if len(series) > 1:
         raise InputError(f"{folder}: holds {len(series)} DICOM series "
                          f"({', '.join(s or '(no UID)' for s in series[:4])}); "
                          "give a folder with one series")
-    names = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
     in_series = {Path(n).resolve() for n in names}
     stray = [p for p in files if p.resolve() not in in_series]
     if stray:
@@ -177,9 +192,11 @@ def _read_dicom_series(folder: Path) -> Volume:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(names)
     try:
-        image = reader.Execute()
+        with native_stderr_quiet() as native:
+            image = reader.Execute()
     except RuntimeError as exc:
-        raise InputError(f"{folder}: cannot read the DICOM series ({_first_line(exc)})") from None
+        raise InputError(f"{folder}: cannot read the DICOM series "
+                         f"({_first_line(exc, native)})") from None
     vol = _to_volume(image, folder)
     # ITK derives the slice step from the first two positions; pin it to the median step
     a = vol.ct_from_ijk.copy()
