@@ -7,8 +7,11 @@ None when it is missing and :func:`plastimatch_drr` raises :class:`PeerNotInstal
 
 How one of our views is given to plastimatch (calibrated on a uniform box, see the tests):
 
-* The volume is written as MHA holding μ (1/mm, float32) with the CT's origin, spacing and
-  direction, and rendered with ``-P none`` (no HU conversion) in the CT frame.
+* The volume is written as MHA holding μ (1/mm, float32) in the CT frame, its voxels flipped
+  and transposed so that every axis runs along +x, +y, +z (plastimatch ignores direction
+  cosines: a CT read from a RAS NIfTI, whose i and j run along −x and −y, gave a 96 % wrong
+  image before), and rendered with ``-P none`` (no HU conversion). An oblique CT is
+  refused.
 * plastimatch takes the source at ``isocenter + sad·nrm`` and the detector plane at
   ``sid`` from the source along ``−nrm``; ``vup`` points from the detector center to the top
   row; columns increase along ``vup × nrm``. Our view (room frame) is moved into the CT frame
@@ -40,7 +43,8 @@ from ..errors import CksimError
 from ..geometry import check_transform, invert
 from ._geometry import ViewGeometry
 
-__all__ = ["PLASTIMATCH_MM_PER_UNIT", "PeerDrr", "PeerNotInstalled", "find_plastimatch",
+__all__ = ["PLASTIMATCH_MM_PER_UNIT", "PeerDrr", "PeerNotInstalled", "axis_aligned_mu",
+           "find_plastimatch",
            "plastimatch_drr", "plastimatch_version", "write_mu_mha"]
 
 PLASTIMATCH_MM_PER_UNIT = 10.0
@@ -98,16 +102,68 @@ def plastimatch_version(exe: str | None = None) -> str:
     return m.group(1) if m else "unknown"
 
 
+def axis_aligned_mu(volume: Volume, *, mu_water_per_mm: float
+                    ) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.float64]]:
+    """μ of ``volume`` re-ordered so that its array axes run along +x, +y, +z of the CT frame.
+
+    plastimatch's DRR ignores an MHA's direction cosines, so a CT whose axes run negative
+    (the usual NIfTI/RAS CT read into LPS: i along −x, j along −y) or are permuted must be
+    flipped and transposed first; the voxels keep their CT positions.
+
+    Parameters
+    ----------
+    volume : Volume
+        The CT; its ``ct_from_ijk`` axes must each be parallel to a CT frame axis.
+    mu_water_per_mm : float
+        μ of water (1/mm).
+
+    Returns
+    -------
+    mu : ndarray, shape (nz, ny, nx), float32
+        μ (1/mm) indexed ``[z, y, x]``.
+    spacing_mm : ndarray, shape (3,)
+        Voxel size along x, y, z (mm).
+    origin_ct : ndarray, shape (3,)
+        CT position (mm) of ``mu[0, 0, 0]``, the voxel with the smallest x, y and z.
+
+    Raises
+    ------
+    CksimError
+        For an oblique CT (an axis not along x, y or z): it would need resampling.
+    """
+    a = volume.ct_from_ijk
+    spacing = volume.spacing_mm
+    direction = a[:3, :3] / spacing          # column n: CT direction of voxel axis n (i, j, k)
+    ct_axis = np.argmax(np.abs(direction), axis=0)
+    sign = np.sign(direction[ct_axis, np.arange(3)])
+    if (sorted(ct_axis.tolist()) != [0, 1, 2]
+            or not np.allclose(np.abs(direction[ct_axis, np.arange(3)]), 1.0, atol=1e-6)):
+        raise CksimError(f"volume {volume.name}: plastimatch's DRR needs a CT whose axes run "
+                         "along the CT frame axes (got direction cosines "
+                         f"{np.round(direction, 4).tolist()}); resample it first")
+    mu = volume.mu_per_mm(mu_water_per_mm)   # [k, j, i]: voxel axis n is array axis 2 - n
+    flips = tuple(2 - n for n in range(3) if sign[n] < 0)
+    if flips:
+        mu = np.flip(mu, axis=flips)
+    voxel_axis_of = np.argsort(ct_axis)      # CT axis c is voxel axis voxel_axis_of[c]
+    mu = np.ascontiguousarray(np.transpose(mu, [2 - voxel_axis_of[c] for c in (2, 1, 0)]))
+    corners = volume.corners_ct()
+    return mu, spacing[voxel_axis_of], corners.min(axis=0)
+
+
 def write_mu_mha(volume: Volume, path: str | Path, *, mu_water_per_mm: float) -> Path:
-    """Write μ (1/mm, float32) of ``volume`` as MHA with its CT geometry; returns the path."""
+    """Write μ (1/mm, float32) of ``volume`` as MHA in its CT frame; returns the path.
+
+    The voxels are flipped and transposed so that every axis runs along +x, +y, +z
+    (identity direction; see :func:`axis_aligned_mu`), which is what plastimatch reads.
+    """
     import SimpleITK as sitk
 
     path = Path(path)
-    img = sitk.GetImageFromArray(volume.mu_per_mm(mu_water_per_mm))  # [k, j, i] → (i, j, k)
-    spacing = volume.spacing_mm
+    mu, spacing, origin = axis_aligned_mu(volume, mu_water_per_mm=mu_water_per_mm)
+    img = sitk.GetImageFromArray(mu)  # [z, y, x] → (x, y, z)
     img.SetSpacing([float(s) for s in spacing])
-    img.SetOrigin([float(x) for x in volume.ct_from_ijk[:3, 3]])
-    img.SetDirection([float(x) for x in (volume.ct_from_ijk[:3, :3] / spacing).ravel()])
+    img.SetOrigin([float(x) for x in origin])
     sitk.WriteImage(img, str(path))
     return path
 
