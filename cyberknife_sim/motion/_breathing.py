@@ -5,6 +5,11 @@ a Lujan cycle that starts and ends at exhale, ``g(u) = sin^2n(pi u)`` for the br
 ``u`` in [0, 1) (0 at exhale, 1 at peak inhale): that is the Lujan curve shifted by half a
 period, which lets period and amplitude change from one breath to the next without a jump in
 position or velocity. All randomness is drawn at construction.
+
+Each random process draws from its own child stream of the generator passed in (breath
+periods, breath amplitudes, cough arrival times, cough sizes), and draws its values in order,
+in blocks of a fixed size. So breath ``k`` and cough ``k`` are the same whatever span is
+asked for: a short run sees exactly the first seconds of a long one with the same seed.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["BreathingPattern", "CoughEvents", "lognormal_factors", "lujan"]
+
+_BLOCK = 64
+"""Values drawn at a time from a stream; fixed, so a value's draw never depends on the span."""
 
 
 def lujan(t_s: ArrayLike, *, z0_mm: float, b_mm: float, period_s: float, n: int,
@@ -88,17 +96,20 @@ class BreathingPattern:
         period_cv, amplitude_cv : float
             Breath-to-breath coefficients of variation (log-normal, mean preserved).
         rng : numpy.random.Generator
-            Source of randomness.
+            Source of randomness: two child streams are spawned from it (periods,
+            amplitudes); no values are drawn from it directly.
         lead_in_s : float
             Extra time before 0 and after ``duration_s`` (for phase-shifted copies).
         """
         span = duration_s + 2.0 * lead_in_s
-        k = int(np.ceil(span / period_s * 1.5)) + 8
-        periods = period_s * lognormal_factors(rng, k, period_cv)
-        while periods.sum() < span + period_s:  # astronomically rare; keep drawing
-            periods = np.concatenate([periods,
-                                      period_s * lognormal_factors(rng, k, period_cv)])
-        amplitude = lognormal_factors(rng, periods.size, amplitude_cv)
+        period_rng, amplitude_rng = rng.spawn(2)
+        periods, amplitude = [], []
+        covered = 0.0
+        while covered < span + period_s:  # breath k is the k-th draw, whatever the span
+            periods.append(period_s * lognormal_factors(period_rng, _BLOCK, period_cv))
+            amplitude.append(lognormal_factors(amplitude_rng, _BLOCK, amplitude_cv))
+            covered += periods[-1].sum()
+        periods, amplitude = np.concatenate(periods), np.concatenate(amplitude)
         start = np.concatenate([[0.0], np.cumsum(periods)]) - lead_in_s
         return cls(start_s=start, amplitude=amplitude, shape_n=int(shape_n))
 
@@ -160,12 +171,24 @@ class CoughEvents:
     @classmethod
     def generate(cls, *, duration_s: float, rate_per_min: float, event_s: float,
                  rng: np.random.Generator) -> CoughEvents:
-        """Draw Poisson event times over ``[0, duration_s]`` at ``rate_per_min``."""
+        """Draw Poisson event times over ``[0, duration_s]`` at ``rate_per_min``.
+
+        Arrival gaps (exponential, mean ``60 / rate_per_min`` s) and sizes (uniform 0.5 to
+        1.5) come from two child streams spawned from ``rng``, drawn in order, so event ``k``
+        does not depend on ``duration_s``.
+        """
         if rate_per_min <= 0:
             return cls(start_s=np.zeros(0), scale=np.zeros(0), duration_s=event_s)
-        count = rng.poisson(rate_per_min * duration_s / 60.0)
-        start = np.sort(rng.uniform(0.0, duration_s, size=count))
-        scale = rng.uniform(0.5, 1.5, size=count)
+        gap_rng, scale_rng = rng.spawn(2)
+        mean_gap_s = 60.0 / rate_per_min
+        starts, scales = [], []
+        last = 0.0
+        while last <= duration_s:  # event k is the k-th draw, whatever the duration
+            starts.append(last + np.cumsum(gap_rng.exponential(mean_gap_s, size=_BLOCK)))
+            scales.append(scale_rng.uniform(0.5, 1.5, size=_BLOCK))
+            last = starts[-1][-1]
+        keep = np.concatenate(starts) <= duration_s
+        start, scale = np.concatenate(starts)[keep], np.concatenate(scales)[keep]
         return cls(start_s=start, scale=scale, duration_s=event_s)
 
     def __call__(self, t_s: ArrayLike) -> NDArray[np.float64]:

@@ -5,7 +5,10 @@ room frame (DESIGN.md), so ``room_from_anatomy(t)`` is the 6-DoF spine motion (s
 drift, sudden shifts, small rotations) about the room origin. Breathing moves the target
 relative to the spine (``target_offset_room``) and the chest surface that external markers
 ride on (``external_signal``). All randomness is drawn from the generator at construction,
-so any time may be evaluated, in any order, with the same result.
+so any time may be evaluated, in any order, with the same result. Breathing and coughs each
+get their own child stream, and each draws its breaths / events in order, so the motion at a
+time depends on the motion settings, the generator's seed and that time only, not on
+``duration_s``: a 60 s run sees the first minute of the 1800 s run with the same seed.
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ class MotionTruth:
     duration_s : float, keyword-only
         Treatment length (s); times in ``[-60, duration_s + 60]`` s can be evaluated.
     rng : numpy.random.Generator
-        Source of every random draw (irregular breathing, coughs); used only here.
+        Source of every random draw (irregular breathing, coughs); used only here, through
+        child streams spawned from it (one per random process).
     marker_count : int
         Number of chest LED markers (see :meth:`marker_positions_room`).
     """
@@ -91,13 +95,16 @@ class MotionTruth:
         self.duration_s = float(duration_s)
         b = motion.breathing
         self.direction_room = _unit(b.direction)
+        # one stream per process: neither the other's draws nor the duration shift it
+        rng_breathing, rng_cough = rng.spawn(2)
         self.pattern = BreathingPattern.generate(
             duration_s=self.duration_s, period_s=b.period_s, shape_n=b.shape_n,
-            period_cv=b.period_cv, amplitude_cv=b.amplitude_cv, rng=rng, lead_in_s=LEAD_IN_S)
+            period_cv=b.period_cv, amplitude_cv=b.amplitude_cv, rng=rng_breathing,
+            lead_in_s=LEAD_IN_S)
         c = motion.cough
         self.coughs = CoughEvents.generate(duration_s=self.duration_s,
                                            rate_per_min=c.rate_per_min,
-                                           event_s=c.duration_s, rng=rng)
+                                           event_s=c.duration_s, rng=rng_cough)
         self.trace: Trace | None = None
         if motion.trace.file is not None:
             tr = motion.trace
