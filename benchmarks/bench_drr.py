@@ -112,8 +112,7 @@ def test_fast_drr(benchmark, request, name, size, oversampling, accumulator):
     vol, room_from_ct, kwargs = _case(name, request)
     views = imaging_pair(ImagingSettings(), binning=BINNING[size])
     renderer = DrrRenderer(vol, views, mu_water_per_mm=MU_W, oversampling=oversampling,
-                           **kwargs)
-    renderer._accumulator = accumulator
+                           accumulator=accumulator, **kwargs)
     renderer.render_view(room_from_ct, 0)  # warm the slab cache (and the JIT)
     img = benchmark(renderer.render_view, room_from_ct, 0)
     ref = _reference(name, size, request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -53,7 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cksim`` console script; returns the exit code."""
+    """Entry point of the ``cksim`` console script; returns the exit code.
+
+    Sets ``OMP_WAIT_POLICY=passive`` unless the user set it: numba's OpenMP workers then
+    sleep instead of spinning while idle (on a small machine a spinning worker takes the core
+    the busy one needs). OpenMP reads it once, when numba starts its thread pool at the first
+    parallel call, so it is set here before any command runs (importing the package sets
+    nothing; see :mod:`cyberknife_sim.imaging._drr` for Python API users).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

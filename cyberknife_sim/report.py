@@ -1,8 +1,12 @@
-"""Plots of a run (matplotlib, Agg) and a self-contained ``report.html`` (PNGs as base64).
+"""Plots of a run (matplotlib) and a self-contained ``report.html`` (PNGs as base64).
 
 Plots: targeting error vs time with imaging and beam-hold events; error histogram over beam-on
 time; true vs estimated (commanded) target; error components; a 3-D picture of the beams and
 the target path.
+
+The plots use matplotlib's object API (``matplotlib.figure.Figure`` saved straight to PNG),
+not pyplot: importing this module or writing a report neither selects a backend nor keeps
+figures open, so it works headless and leaves an interactive session's backend alone.
 """
 
 from __future__ import annotations
@@ -12,13 +16,10 @@ import html
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .metrics import COMPONENTS  # noqa: E402
+from .metrics import COMPONENTS
 
 __all__ = ["PLOTS", "write_plots", "write_report"]
 
@@ -30,10 +31,9 @@ _COLORS = {"registration": "tab:blue", "correlation": "tab:orange", "prediction"
            "robot": "tab:red"}
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -65,7 +65,8 @@ def write_plots(out_dir: Path, rec, beams, summary: dict) -> list[Path]:
     paths = []
 
     # 1. error vs time, with imaging and hold events
-    fig, ax = plt.subplots(figsize=(11, 3.8))
+    fig = Figure(figsize=(11, 3.8))
+    ax = fig.subplots()
     e_on = np.where(on, err, np.nan)
     ax.plot(t, e_on, lw=0.6, color="k", label="targeting error (beam on)")
     held = rec.hold_mask != 0
@@ -90,7 +91,8 @@ def write_plots(out_dir: Path, rec, beams, summary: dict) -> list[Path]:
     paths.append(out_dir / PLOTS[0])
 
     # 2. histogram
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
     if on.any():
         ax.hist(err[on], bins=60, weights=rec.beam_on_s[on], color="0.4")
         te = summary["targeting_error_mm"]
@@ -104,7 +106,8 @@ def write_plots(out_dir: Path, rec, beams, summary: dict) -> list[Path]:
     paths.append(out_dir / PLOTS[1])
 
     # 3. true vs estimated target: full run and a 30 s window of beam-on
-    fig, axes = plt.subplots(2, 1, figsize=(11, 5.5))
+    fig = Figure(figsize=(11, 5.5))
+    axes = fig.subplots(2, 1)
     axis = int(np.argmax(np.nanstd(rec.target_true, axis=0))) if t.size else 2
     name = "xyz"[axis]
     i0 = int(np.argmax(on)) if on.any() else 0
@@ -121,7 +124,8 @@ def write_plots(out_dir: Path, rec, beams, summary: dict) -> list[Path]:
     paths.append(out_dir / PLOTS[2])
 
     # 4. components
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
     comp = summary["error_components_mm"]
     names = list(COMPONENTS)
     rms = [comp[c]["rms"] or 0.0 for c in names]
@@ -137,7 +141,7 @@ def write_plots(out_dir: Path, rec, beams, summary: dict) -> list[Path]:
     paths.append(out_dir / PLOTS[3])
 
     # 5. 3-D beams and target path
-    fig = plt.figure(figsize=(6, 5.5))
+    fig = Figure(figsize=(6, 5.5))
     ax = fig.add_subplot(projection="3d")
     for b in beams:
         p = np.stack([b.source_room, b.source_room + b.direction_room

@@ -180,6 +180,8 @@ def test_bad_inputs(views):
     with pytest.raises(InputError, match="outside the CT"):
         DrrRenderer(vol, views, mu_water_per_mm=MU_W, roi_center_ct=(500, 0, 0),
                     roi_half_size_mm=10)
+    with pytest.raises(ValueError, match="accumulator must be one of 'numba', 'sparse'"):
+        DrrRenderer(vol, views, mu_water_per_mm=MU_W, accumulator="dense")
 
 
 @pytest.fixture(scope="module")
@@ -251,11 +253,12 @@ def test_numba_renderer_matches_sparse_renderer(phantom, substeps):
     target = phantom.truth.target_center_ct_mm
     views = imaging_pair(ImagingSettings(), binning=8)
     room_from_ct = matrix_from_pose(POSES[2]) @ planned_room_from_ct(target)
-    renderer = DrrRenderer(phantom.volume, views, mu_water_per_mm=0.0206,
-                           slab_substeps=substeps)
+    kwargs = {"mu_water_per_mm": 0.0206, "slab_substeps": substeps}
+    renderer = DrrRenderer(phantom.volume, views, **kwargs)
+    assert renderer.accumulator == "numba"  # the default
     fast = renderer.render(room_from_ct)
-    renderer._accumulator = "sparse"
-    ref = renderer.render(room_from_ct)
+    reference = DrrRenderer(phantom.volume, views, accumulator="sparse", **kwargs)
+    ref = reference.render(room_from_ct)
     for a, b in zip(fast, ref, strict=True):
         assert b.max() > 2.0
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * b.max())

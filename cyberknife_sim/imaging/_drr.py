@@ -29,12 +29,22 @@ The result is Joseph's line integral (bilinear in the slab, rectangle rule acros
 optionally ``slab_substeps`` planes per voxel), which agrees with a fine trilinear ray march
 to well under 1 % (see the tests). What does not depend on the pose (μ, slab stacks per
 axis, an optional region-of-interest crop) is computed once in the constructor.
+
+Threads: the accumulation kernel runs on numba's thread pool. When numba's threading layer
+is OpenMP, idle workers spin by default, which on a machine with few cores takes the core the
+busy thread needs (measured on a shared 2-core machine: about +15 ms per render, slower than
+one thread). The ``cksim`` command sets ``OMP_WAIT_POLICY=passive`` (unless already set)
+before anything runs; importing this package changes no environment variable, so Python API
+users on small machines should set it themselves before the first render (the pool reads it
+when it starts, at numba's first parallel call), e.g. ``OMP_WAIT_POLICY=passive python ...``
+or ``os.environ.setdefault("OMP_WAIT_POLICY", "passive")`` at the top of the script.
+``NUMBA_NUM_THREADS`` caps the number of threads. See ``docs/runtime.md``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -49,11 +59,7 @@ from ._geometry import ViewGeometry
 
 __all__ = ["DrrRenderer"]
 
-# numba's OpenMP workers must not spin while idle: on a shared 2-core machine a spinning
-# worker takes the core that the busy one needs (measured: about +15 ms per render, slower
-# than one thread). Read when numba starts its thread pool (its first parallel call); a
-# value set by the user wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+_ACCUMULATORS = ("numba", "sparse")
 
 # (u, v) index axes of a slab for slab axis a; u → image x (col), v → image y (row).
 _INPLANE = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
@@ -290,6 +296,10 @@ class DrrRenderer:
         ``m > 1`` the stack is resampled linearly along that axis (exactly the trilinear
         interpolant) and the cost grows about ``m`` times; it reduces the rectangle-rule
         error at sharp edges.
+    accumulator : {"numba", "sparse"}
+        The sum over slabs: ``"numba"`` (default), the parallel kernel; ``"sparse"``, the
+        same sum as two sparse matrix products, a slower reference for tests and benchmarks.
+        Anything else is a ValueError.
 
     Attributes
     ----------
@@ -297,12 +307,18 @@ class DrrRenderer:
         The part of the CT actually rendered: the ROI crop, less all-air (μ = 0) margins.
     views : tuple of ViewGeometry
         The views, in the order :meth:`render` returns their images.
+    accumulator : str
+        The ``accumulator`` chosen (read-only).
     """
 
     def __init__(self, volume: Volume, views: ViewGeometry | Sequence[ViewGeometry], *,
                  mu_water_per_mm: float, roi_center_ct: ArrayLike | None = None,
                  roi_half_size_mm: float | ArrayLike | None = None,
-                 oversampling: float = 2.0, slab_substeps: int = 1) -> None:
+                 oversampling: float = 2.0, slab_substeps: int = 1,
+                 accumulator: Literal["numba", "sparse"] = "numba") -> None:
+        if accumulator not in _ACCUMULATORS:
+            raise ValueError(f"accumulator must be one of {', '.join(map(repr, _ACCUMULATORS))}"
+                             f" (got {accumulator!r})")
         if isinstance(views, ViewGeometry):
             views = (views,)
         self.views: tuple[ViewGeometry, ...] = tuple(views)
@@ -328,6 +344,7 @@ class DrrRenderer:
         self.mu_water_per_mm = float(mu_water_per_mm)
         self.oversampling = float(oversampling)
         self.slab_substeps = int(slab_substeps)
+        self._accumulator = accumulator
         mu = volume.mu_per_mm(self.mu_water_per_mm)
         # drop all-air margins (μ = 0 adds nothing; one zero voxel is kept for the edge ramp)
         nonzero = [np.nonzero(np.any(mu > 0, axis=axes))[0] for axes in ((1, 2), (0, 2), (0, 1))]
@@ -344,11 +361,12 @@ class DrrRenderer:
         self._mu = mu
         self._slabs: dict[tuple[int, bool], NDArray[np.float32]] = {}
 
-    # the sum over slabs: "numba" (the kernel) or "sparse" (the reference products; for
-    # tests and benchmarks only)
-    _accumulator: str = "numba"
-
     # --- public -------------------------------------------------------------------------
+    @property
+    def accumulator(self) -> str:
+        """The sum over slabs, ``"numba"`` or ``"sparse"`` (set in the constructor)."""
+        return self._accumulator
+
     def render(self, room_from_ct: ArrayLike) -> tuple[NDArray[np.float32], ...]:
         """Line integrals ∫μ dl for every view, in view order.
 
