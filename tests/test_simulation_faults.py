@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from test_simulation_loop import EXACT, STILL, make_beams, run, scene_with
 
-from cyberknife_sim.simulation import HOLD_REASONS, LoopOptions, write_run
+from cyberknife_sim.scene import InterlockSettings
+from cyberknife_sim.simulation import HOLD_REASONS, write_run
 
 
 def holds_of(res, name):
@@ -21,7 +22,7 @@ def test_blank_xray_holds_until_the_retry_is_accepted():
     sc = scene_with(motion=STILL, tracking={"mode": "spine", "imaging_interval_s": 20.0},
                     simulation={"blank_xray_at_s": [30.0]})
     res = run(sc, duration_s=60.0)
-    imgs = [e for e in res.summary["events"] if e["kind"] == "image"]
+    imgs = [e for e in res.summary.events if e["kind"] == "image"]
     bad = [e for e in imgs if not e["accepted"]]
     assert len(bad) == 1 and "blank" in bad[0]["reason"]
     t_bad = bad[0]["time_s"]
@@ -30,12 +31,12 @@ def test_blank_xray_holds_until_the_retry_is_accepted():
     t = res.record.time_s
     # held from the rejected pair's processing until the retry (retry_s later) is processed
     dt = sc.simulation.time_step_s
-    assert held[(t > t_bad + EXACT.image_processing_s + dt)
-                & (t < t_bad + EXACT.retry_s + EXACT.image_processing_s - dt)].all()
-    assert not held[t > t_bad + EXACT.retry_s + EXACT.image_processing_s + dt].any()
-    assert res.summary["beam_hold_s_by_reason"]["registration_failed"] == pytest.approx(
+    assert held[(t > t_bad + EXACT.processing_s + dt)
+                & (t < t_bad + EXACT.retry_s + EXACT.processing_s - dt)].all()
+    assert not held[t > t_bad + EXACT.retry_s + EXACT.processing_s + dt].any()
+    assert res.summary.beam_hold_s_by_reason["registration_failed"] == pytest.approx(
         EXACT.retry_s, abs=2 * dt)
-    assert res.summary["images"]["rejected"] == 1
+    assert res.summary.images["rejected"] == 1
     # no beam during the hold
     assert (res.record.beam_on_s[held] == 0).all()
 
@@ -43,17 +44,17 @@ def test_blank_xray_holds_until_the_retry_is_accepted():
 def test_correction_beyond_the_limit_holds_and_stops_the_run_and_outputs_say_why(tmp_path):
     shift = {"time_s": 15.0, "translation_mm": [0.0, 12.0, 0.0]}  # along y: markers miss it
     sc = scene_with(motion={**STILL, "spine": {**STILL["spine"], "shifts": [shift]}},
-                    tracking={"mode": "spine", "imaging_interval_s": 20.0})
-    opts = LoopOptions(target_localization_sigma_mm=0.0, max_hold_s=10.0)
-    res = run(sc, duration_s=120.0, options=opts)
+                    tracking={"mode": "spine", "imaging_interval_s": 20.0,
+                              "interlocks": {"max_hold_s": 10.0}})
+    res = run(sc, duration_s=120.0)
     s = res.summary
-    assert s["stopped_early"] and "correction_limit" in s["stopped_early"]
-    assert s["simulated_s"] < 60.0
-    ev = [e for e in s["events"] if e.get("interlock") == "correction_limit"]
+    assert s.stopped_early and "correction_limit" in s.stopped_early
+    assert s.simulated_s < 60.0
+    ev = [e for e in s.events if e.get("interlock") == "correction_limit"]
     assert ev and ev[0]["pose"][1] == pytest.approx(12.0, abs=1e-6)
     files = write_run(tmp_path, res, plots=False)
     saved = json.loads(files["summary"].read_text())
-    assert saved["stopped_early"] == s["stopped_early"]
+    assert saved["stopped_early"] == s.stopped_early
     with open(files["timeseries"], newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == res.record.n_steps
@@ -69,8 +70,8 @@ def test_cough_holds_the_beam_while_the_signal_is_outside_the_model():
     rec = res.record
     held = holds_of(res, "outside_model_range")
     # rebuild the model's external range at each step from the image events
-    pts = [(e["time_s"] + EXACT.image_processing_s, e["external_mm"])
-           for e in res.summary["events"] if e["kind"] == "image" and "external_mm" in e]
+    pts = [(e["time_s"] + EXACT.processing_s, e["external_mm"])
+           for e in res.summary.events if e["kind"] == "image" and "external_mm" in e]
     n_pts = sc.tracking.correlation.n_points
     dt = sc.simulation.time_step_s
     outside = np.zeros(rec.n_steps, dtype=bool)
@@ -79,13 +80,13 @@ def test_cough_holds_the_beam_while_the_signal_is_outside_the_model():
         if len(window) < 2 or min(abs(t - ta) for ta, _ in pts) < 2 * dt:
             continue
         lo, hi = min(window), max(window)
-        m = EXACT.model_range_margin * (hi - lo)
+        m = InterlockSettings().model_range_margin * (hi - lo)
         x = rec.ext_predicted[i]
         outside[i] = np.isfinite(x) and not lo - m <= x <= hi + m
     assert outside.sum() > 10  # the coughs did leave the range
     assert held[outside].all()
     assert (rec.beam_on_s[outside] == 0).all()
-    assert res.summary["beam_hold_s_by_reason"]["outside_model_range"] > 0
+    assert res.summary.beam_hold_s_by_reason["outside_model_range"] > 0
 
 
 def test_dropped_marker_frames_hold_only_when_the_signal_is_lost():

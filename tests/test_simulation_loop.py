@@ -8,13 +8,16 @@ end-to-end tests.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import yaml
 from scipy.spatial.transform import Rotation
 
-from cyberknife_sim.scene import load_scene, scene_from_dict
-from cyberknife_sim.simulation import Beam, LoopOptions, TruthImager, simulate
+from cyberknife_sim.plan import Beam, Node
+from cyberknife_sim.scene import ImagingScheduleSettings, load_scene, scene_from_dict
+from cyberknife_sim.simulation import RobotSeam, TruthImager, simulate
 
 SCENE = "scenes/default.yaml"
 
@@ -57,6 +60,13 @@ class LagRobot:
     def beam_axis(self):
         return self.src.copy(), self.d.copy()
 
+    def joints_deg(self):
+        return None
+
+
+def test_the_test_robot_satisfies_the_robot_seam():
+    assert isinstance(LagRobot(), RobotSeam)
+
 
 def make_beams(n: int = 12, mu: float = 50.0) -> list[Beam]:
     out = []
@@ -64,8 +74,14 @@ def make_beams(n: int = 12, mu: float = 50.0) -> list[Beam]:
         az = np.radians(-60 + 120 * k / max(n - 1, 1))
         d = np.array([np.sin(az) * 0.6, 0.8, np.cos(az) * 0.6])
         d /= np.linalg.norm(d)
-        out.append(Beam(node=k, source_room=-800.0 * d, direction_room=d, mu=mu))
+        out.append(loop_beam(k, -800.0 * d, np.zeros(3), mu))
     return out
+
+
+def loop_beam(node, source_room, aim_room, mu):
+    """A beam from ``source_room`` through ``aim_room`` (mm) with ``mu`` MU."""
+    return Beam(Node(node, np.asarray(source_room, float)), np.asarray(aim_room, float),
+                float(mu), 20.0, 1000.0)
 
 
 def scene_with(**sections):
@@ -86,11 +102,20 @@ def _merge(base: dict, upd: dict) -> None:
 
 STILL = {"breathing": {"enabled": False},
          "spine": {"drift_mm_per_min": [0.0, 0.0, 0.0], "drift_deg_per_min": [0.0, 0.0, 0.0]}}
-EXACT = LoopOptions(target_localization_sigma_mm=0.0)
+EXACT = ImagingScheduleSettings(target_localization_sigma_mm=0.0)
+"""The scene's imaging schedule with an exact soft-tissue sensor model (the tests' default)."""
 
 
-def run(scene, *, duration_s=60.0, robot=None, beams=None, options=EXACT, seed=0):
-    return simulate(scene, seed=seed, duration_s=duration_s, imaging="truth", options=options,
+def with_settings(scene, section: str, **values):
+    """``scene`` with keys of ``tracking.<section>`` replaced (validated like a file)."""
+    data = scene.model_dump(mode="json")
+    data["tracking"][section].update(values)
+    return scene_from_dict(data)
+
+
+def run(scene, *, duration_s=60.0, robot=None, beams=None, sigma_mm=0.0, seed=0):
+    scene = with_settings(scene, "imaging", target_localization_sigma_mm=sigma_mm)
+    return simulate(scene, seed=seed, duration_s=duration_s, imaging="truth",
                     robot=robot or LagRobot(), beams=beams or make_beams())
 
 
@@ -118,19 +143,18 @@ class NoisyImager(TruthImager):
         self.noise_rng = np.random.default_rng(seed + 1)
 
     def _register(self, time_s, pose_imaged, *, blank):
-        pose, tgt, ok, reason, ms = super()._register(time_s, pose_imaged, blank=blank)
-        if ok:
-            pose = pose + np.concatenate([self.noise_rng.normal(0, self.sigma_mm, 3),
-                                          self.noise_rng.normal(0, self.sigma_deg, 3)])
-            tgt = pose[:3].copy()
-        return pose, tgt, ok, reason, ms
+        reg, tgt = super()._register(time_s, pose_imaged, blank=blank)
+        if reg.accepted:
+            pose = reg.pose + np.concatenate([self.noise_rng.normal(0, self.sigma_mm, 3),
+                                              self.noise_rng.normal(0, self.sigma_deg, 3)])
+            reg, tgt = dataclasses.replace(reg, pose=pose), pose[:3].copy()
+        return reg, tgt
 
 
 def off_center_beams(n=12, mu=50.0):
     """Beams aimed 15 mm off the target center: rotation errors act on a lever."""
-    return [Beam(node=b.node, source_room=b.source_room + [15.0, 0, 0],
-                 direction_room=b.direction_room, mu=b.mu,
-                 aim_room=np.array([15.0, 0.0, 0.0])) for b in make_beams(n, mu)]
+    return [loop_beam(b.node.index, b.source_room + [15.0, 0, 0], [15.0, 0.0, 0.0], b.mu)
+            for b in make_beams(n, mu)]
 
 
 @pytest.mark.parametrize("mode", ["spine_breathing", "spine", "none"])
@@ -139,7 +163,7 @@ def test_decomposition_sums_to_the_error_vector(mode, spinal):
     sc = scene_with(tracking={"mode": mode},
                     motion={"breathing_moves_spine": spinal,
                             "spine": {"drift_deg_per_min": [0.5, 0.0, 1.0]}})
-    res = simulate(sc, seed=0, duration_s=90.0, options=LoopOptions(), robot=LagRobot(0.05),
+    res = simulate(sc, seed=0, duration_s=90.0, robot=LagRobot(0.05),
                    beams=off_center_beams(),
                    imaging=NoisyImager(breathing_moves_spine=spinal))
     rec = res.record
@@ -171,10 +195,10 @@ def test_spinal_target_is_measured_by_the_image_of_the_breathing_spine():
     """The pair images the anatomy at spine pose + breathing offset; the model's points are
     the registered target positions, not truth plus noise."""
     sc = scene_with(tracking={"mode": "spine_breathing"})
-    res = run(sc, duration_s=120.0, options=LoopOptions(target_localization_sigma_mm=5.0))
-    imgs = [e for e in res.summary["events"] if e["kind"] == "image" and e["accepted"]]
+    res = run(sc, duration_s=120.0, sigma_mm=5.0)
+    imgs = [e for e in res.summary.events if e["kind"] == "image" and e["accepted"]]
     assert len(imgs) >= 10
-    assert res.summary["target_localization"].startswith("registration")
+    assert res.summary.target_localization.startswith("registration")
     for e in imgs:  # exact registration: the measured target is the true one (no 5 mm noise)
         assert np.abs(e["target_error"]).max() < 1e-4
     # the imaged pose carries the breathing: its translation moves with the external signal
@@ -187,15 +211,15 @@ def test_spinal_target_is_measured_by_the_image_of_the_breathing_spine():
 def test_soft_tissue_target_uses_the_labelled_sensor_model():
     sc = scene_with(motion={"breathing_moves_spine": False},
                     tracking={"mode": "spine_breathing", "imaging_interval_s": 10.0})
-    res = run(sc, duration_s=300.0, options=LoopOptions(target_localization_sigma_mm=0.3),
+    res = run(sc, duration_s=300.0, sigma_mm=0.3,
               beams=make_beams(n=80))
-    assert res.summary["target_localization"].startswith("sensor model")
-    err = np.array([e["target_error"] for e in res.summary["events"]
+    assert res.summary.target_localization.startswith("sensor model")
+    err = np.array([e["target_error"] for e in res.summary.events
                     if e["kind"] == "image" and e["accepted"]])
     assert err.shape[0] >= 30
     assert np.std(err) == pytest.approx(0.3, rel=0.25)
     # the spine images do not show the breathing: the registered pose is the spine pose
-    pose_err = np.array([e["pose_error"] for e in res.summary["events"]
+    pose_err = np.array([e["pose_error"] for e in res.summary.events
                          if e["kind"] == "image" and e["accepted"]])
     assert np.abs(pose_err).max() < 1e-4
 
@@ -208,11 +232,11 @@ def test_spine_only_carries_the_breathing_phase_of_the_image_instant():
     res = run(sc, duration_s=60.0)
     rec = res.record
     dt = sc.simulation.time_step_s
-    imgs = [e["time_s"] for e in res.summary["events"] if e["kind"] == "image"]
+    imgs = [e["time_s"] for e in res.summary.events if e["kind"] == "image"]
     on = np.flatnonzero(rec.beam_on_s > 0)
     assert on.size > 200
     for i in on:
-        ti = max(x for x in imgs if x + EXACT.image_processing_s <= rec.time_s[i] + 1e-9)
+        ti = max(x for x in imgs if x + EXACT.processing_s <= rec.time_s[i] + 1e-9)
         k = int(round(ti / dt))
         np.testing.assert_allclose(rec.target_commanded[i], rec.target_true[k], atol=1e-12)
         v = rec.target_true[k] - rec.target_true[i]
@@ -229,7 +253,7 @@ def test_a_shift_along_y_is_missed_until_the_next_image():
                     tracking={"mode": "spine", "imaging_interval_s": 30.0})
     res = run(sc, duration_s=60.0)
     t, e = beam_on_errors(res)
-    first_image_after = 30.0 + EXACT.image_processing_s
+    first_image_after = 30.0 + EXACT.processing_s
     before = t < 20.0
     during = (t >= 20.0 + 0.04) & (t < first_image_after - 0.04)
     after = t >= first_image_after + 0.04
@@ -251,19 +275,19 @@ def test_a_lateral_shift_is_seen_by_the_markers_and_corrected_at_once():
     sc = scene_with(motion={**STILL, "spine": {**STILL["spine"], "shifts": [shift]}},
                     tracking={"mode": "spine", "imaging_interval_s": 30.0})
     res = run(sc, duration_s=40.0)
-    ev = [e for e in res.summary["events"] if e["kind"] == "patient_moved"]
+    ev = [e for e in res.summary.events if e["kind"] == "patient_moved"]
     assert len(ev) == 1
     cam = sc.tracking.markers
     dt = sc.simulation.time_step_s
     # detected within camera latency + one frame + one step of the shift
     assert 20.0 <= ev[0]["time_s"] <= 20.0 + cam.latency_s + 1 / cam.rate_hz + dt + 1e-9
-    images = [e for e in res.summary["events"] if e["kind"] == "image" and e["time_s"] > 20.0]
+    images = [e for e in res.summary.events if e["kind"] == "image" and e["time_s"] > 20.0]
     assert images and images[0]["time_s"] <= ev[0]["time_s"] + dt + 1e-9
     t, e = beam_on_errors(res)
-    fixed = images[0]["time_s"] + EXACT.image_processing_s + dt
+    fixed = images[0]["time_s"] + EXACT.processing_s + dt
     assert e[t > fixed].max() < 1e-9
     assert (t[(e > 1e-6)] < fixed).all()
-    assert res.summary["beam_hold_s_by_reason"]["patient_moved"] > 0
+    assert res.summary.beam_hold_s_by_reason["patient_moved"] > 0
 
 
 def test_tracking_off_error_grows_with_the_drift():
@@ -296,10 +320,10 @@ def test_mu_accounting_when_the_plan_completes():
     beams = make_beams(n=4, mu=20.0)
     res = run(sc, duration_s=120.0, beams=beams)
     rate = sc.plan.dose_rate_mu_per_min / 60.0
-    assert res.summary["plan_complete"]
+    assert res.summary.plan_complete
     assert res.record.beam_on_s.sum() == pytest.approx(80.0 / rate, rel=1e-9)
     assert res.record.mu_delivered == pytest.approx([20.0] * 4)
-    assert res.summary["events"][-1]["kind"] == "plan_complete"
+    assert res.summary.events[-1]["kind"] == "plan_complete"
 
 
 def test_xray_pair_images_the_breathing_offset_with_the_spine():

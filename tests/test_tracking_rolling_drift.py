@@ -1,11 +1,11 @@
-"""DriftCorrelation: correlation model + drift term against analytic truth."""
+"""RollingCorrelation with its drift term against analytic truth."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cyberknife_sim.simulation import DriftCorrelation
+from cyberknife_sim.tracking import RollingCorrelation
 
 SLOPE = np.array([0.0, -0.06, -0.19])  # mm target per mm chest
 DRIFT = np.array([0.1, 0.05, 0.15]) / 60.0  # mm/s
@@ -22,10 +22,10 @@ def points(n, t_span_s, rng, noise_mm=0.0):
 def test_recovers_a_linear_model_and_its_drift_exactly(model):
     rng = np.random.default_rng(0)
     t, e, y = points(12, 500.0, rng)
-    c = DriftCorrelation(model, n_points=12, drift_prior_mm_per_min=1e6)
+    c = RollingCorrelation(model, n_points=12, drift_prior_mm_per_min=1e6)
     v = np.where(np.arange(12) % 2, 1.0, -1.0)
     for k in range(12):
-        st = c.add(t[k], e[k], y[k], v[k])
+        st = c.add(e[k], y[k], v[k], time_s=t[k])
     assert st.residual_mm < 1e-6
     np.testing.assert_allclose(c.drift_mm_s, DRIFT, atol=1e-8)
     # prediction at a later time extrapolates the drift
@@ -37,11 +37,11 @@ def test_recovers_a_linear_model_and_its_drift_exactly(model):
 def test_without_the_drift_term_the_fit_lags_the_drift():
     rng = np.random.default_rng(1)
     t, e, y = points(12, 500.0, rng)
-    on = DriftCorrelation("linear", drift_prior_mm_per_min=1e6)
-    off = DriftCorrelation("linear", drift_prior_mm_per_min=0.0)
+    on = RollingCorrelation("linear", drift_prior_mm_per_min=1e6)
+    off = RollingCorrelation("linear", drift_prior_mm_per_min=0.0)
     for k in range(12):
-        on.add(t[k], e[k], y[k])
-        off.add(t[k], e[k], y[k])
+        on.add(e[k], y[k], time_s=t[k])
+        off.add(e[k], y[k], time_s=t[k])
     truth = 1.0 + 5.0 * SLOPE + t[-1] * DRIFT
     assert np.linalg.norm(on.predict_one(5.0, 0.0, t[-1]) - truth) < 1e-6
     # with no drift term the model sits near the mean time of the window: ~250 s of drift late
@@ -56,20 +56,20 @@ def test_prior_keeps_a_short_burst_from_inventing_a_drift():
     t = np.arange(10) * 1.3
     e = rng.uniform(0.0, 10.0, 10)
     y = np.outer(e, SLOPE) + rng.normal(0, 0.2, (10, 3))
-    weak = DriftCorrelation("linear", drift_prior_mm_per_min=1e6)
-    strong = DriftCorrelation("linear", drift_prior_mm_per_min=0.3, point_sigma_mm=0.2)
+    weak = RollingCorrelation("linear", drift_prior_mm_per_min=1e6)
+    strong = RollingCorrelation("linear", drift_prior_mm_per_min=0.3, point_sigma_mm=0.2)
     for k in range(10):
-        weak.add(t[k], e[k], y[k])
-        strong.add(t[k], e[k], y[k])
+        weak.add(e[k], y[k], time_s=t[k])
+        strong.add(e[k], y[k], time_s=t[k])
     assert np.linalg.norm(strong.drift_mm_s) * 60 < 0.3  # mm/min
     assert np.linalg.norm(weak.drift_mm_s) > 3 * np.linalg.norm(strong.drift_mm_s)
 
 
 def test_status_flags_a_point_far_from_the_model():
-    c = DriftCorrelation("linear", max_residual_mm=1.0)
+    c = RollingCorrelation("linear", max_residual_mm=1.0)
     for k in range(6):
-        c.add(10.0 * k, float(k), k * SLOPE)
-    st = c.add(60.0, 3.0, 3.0 * SLOPE + [0.0, 0.0, 3.0])
+        c.add(float(k), k * SLOPE, time_s=10.0 * k)
+    st = c.add(3.0, 3.0 * SLOPE + [0.0, 0.0, 3.0], time_s=60.0)
     assert st.prediction_error_mm == pytest.approx(3.0, abs=0.05)
     assert not st.model_ok
 
@@ -79,14 +79,29 @@ def test_status_flags_a_point_far_from_the_model():
                                             ({"point_sigma_mm": 0.0}, "point_sigma")])
 def test_bad_settings_are_rejected(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
-        DriftCorrelation("linear", **kwargs)
+        RollingCorrelation("linear", **kwargs)
 
 
 def test_bad_points_are_rejected():
-    c = DriftCorrelation("linear")
+    c = RollingCorrelation("linear", drift_prior_mm_per_min=0.3)
+    c.add(1.0, [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="shape"):
-        c.add(0.0, 1.0, [1.0, 2.0])
+        c.add(1.0, [1.0, 2.0])
     with pytest.raises(ValueError, match="finite"):
-        c.add(0.0, np.nan, [1.0, 2.0, 3.0])
+        c.add(np.nan, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="finite"):
+        c.add(1.0, [1.0, 2.0, 3.0], time_s=np.inf)
     with pytest.raises(RuntimeError):
-        c.predict_one(1.0, 0.0, 0.0)
+        RollingCorrelation("linear").predict_one(1.0, 0.0, 0.0)
+
+
+def test_without_a_drift_prior_time_is_ignored():
+    """The default (no drift term) is the plain rolling fit: time changes nothing."""
+    rng = np.random.default_rng(3)
+    t, e, y = points(12, 500.0, rng, noise_mm=0.1)
+    a, b = RollingCorrelation("linear"), RollingCorrelation("linear")
+    for k in range(12):
+        a.add(e[k], y[k], time_s=t[k])
+        b.add(e[k], y[k])
+    assert not a.has_drift_term
+    np.testing.assert_array_equal(a.predict_one(4.0, 0.0, 900.0), b.predict_one(4.0))

@@ -74,23 +74,24 @@ def run(args: argparse.Namespace) -> int:
     files = write_run(out, result, plots=not args.no_plots, video=args.video)
     s = result.summary
     if not args.quiet:
-        te = s["targeting_error_mm"]
+        te = s.targeting_error_mm
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"{s['scene']}: tracking {s['tracking_mode']}, {s['simulated_s']:.0f} s simulated, "
-              f"{s['beams_completed']}/{s['beams_total']} beams, beam hold "
-              f"{s['beam_hold_s']:.1f} s")
-        done = s["plan_delivery_s"]
-        print(f"plan: {s['mu_planned']:.0f} MU, {s['plan_beam_on_s']:.0f} s beam-on; "
+        print(f"{s.scene}: tracking {s.tracking_mode}, {s.simulated_s:.0f} s simulated, "
+              f"{s.beams_completed}/{s.beams_total} beams, beam hold {s.beam_hold_s:.1f} s")
+        done = s.plan_delivery_s
+        print(f"plan: {s.mu_planned:.0f} MU, {s.plan_beam_on_s:.0f} s beam-on; "
               + (f"delivered in {done:.0f} s ({done / 60:.1f} min)" if done is not None
-                 else f"not completed ({s['mu_delivered']:.0f} MU delivered)"))
+                 else f"not completed ({s.mu_delivered:.0f} MU delivered)"))
         print(f"targeting error over beam-on time: RMS {fmt(te['rms'])} mm, "
-              f"p95 {fmt(te['p95'])} mm, max {fmt(te['max'])} mm; real-time factor "
-              f"{fmt(s['realtime_factor'])}")
+              f"p95 {fmt(te['p95'])} mm, max {fmt(te['max'])} mm")
+        print(f"real-time factor {fmt(s.realtime_factor_with_setup)} with set-up "
+              f"({s.setup_wall_s:.1f} s), {fmt(s.realtime_factor)} loop only (imaging events "
+              f"{s.imaging_wall_s:.1f} s of {s.loop_wall_s:.1f} s)")
         if "video" in files:
             print(f"video: {files['video']}")
         print(f"report: {files.get('report', files['summary'])}")
-    if s["stopped_early"]:
-        print(f"cksim run: stopped early: {s['stopped_early']}", file=sys.stderr)
+    if s.stopped_early:
+        print(f"cksim run: stopped early: {s.stopped_early}", file=sys.stderr)
         if error is not None and error.__cause__ is not None:
             raise error.__cause__
         return 1

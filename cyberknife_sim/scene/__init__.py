@@ -5,6 +5,7 @@ Every key is documented in ``scenes/README.md`` (generated from these models by
 """
 
 from ._base import Section, Vec3
+from ._dump import scene_to_yaml
 from ._load import Scene, load_scene, scene_from_dict
 from ._motion import (
     BreathingSettings,
@@ -27,6 +28,7 @@ from ._room import (
 from ._simulation import SimulationSettings
 from ._tracking import (
     CorrelationSettings,
+    ImagingScheduleSettings,
     InterlockSettings,
     MarkerSettings,
     PredictorSettings,
@@ -38,6 +40,7 @@ __all__ = [
     "CorrelationSettings",
     "CouchSettings",
     "CoughSettings",
+    "ImagingScheduleSettings",
     "ImagingSettings",
     "InterlockSettings",
     "MarkerSettings",
@@ -59,4 +62,5 @@ __all__ = [
     "XraySettings",
     "load_scene",
     "scene_from_dict",
+    "scene_to_yaml",
 ]

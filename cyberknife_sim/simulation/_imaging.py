@@ -24,14 +24,18 @@ What the pair shows (``motion.breathing_moves_spine``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..geometry import matrix_from_pose
+from ..registration import RegistrationResult
+from ..scene import Scene
+
 __all__ = ["IMAGING_METHODS", "LOCALIZATION", "ImageResult", "Imager", "TruthImager",
-           "make_imager"]
+           "make_imager", "truth_registration"]
 
 IMAGING_METHODS = ("xray", "truth")
 ImagingMethod = Literal["xray", "truth"]
@@ -52,9 +56,10 @@ class ImageResult:
     ----------
     time_s : float
         Exposure time (s).
-    pose : ndarray, shape (6,)
-        Registered pose ``(tx, ty, tz, rx, ry, rz)`` of the imaged anatomy (mm, deg; NaN
-        when rejected).
+    registration : RegistrationResult
+        The registration's own result, passed through unchanged (pose, ``room_from_ct``,
+        verdict, quality measures, timings). For ideal registration (``"truth"``) it holds
+        the true pose.
     pose_true : ndarray, shape (6,)
         True pose of the imaged anatomy (mm, deg): the spine pose plus the breathing offset
         when that moves the vertebrae (truth, for error bookkeeping only).
@@ -62,26 +67,36 @@ class ImageResult:
         Measured target position at the planned target point (mm, room): the registered
         anatomy transform applied to the target, plus the sensor-model offset for a
         soft-tissue target (NaN when rejected).
-    accepted : bool
-        False when the registration is judged to have failed.
-    reason : str
-        Why it was rejected ("" when accepted).
-    elapsed_ms : float
-        Wall-clock time of the registration (informational; not used by the loop, so runs
-        stay deterministic).
     blank : bool
         True when the exposure was a fault-injected tube misfire.
     """
 
     time_s: float
-    pose: NDArray[np.float64]
+    registration: RegistrationResult
     pose_true: NDArray[np.float64]
     target_room: NDArray[np.float64]
-    accepted: bool
-    reason: str = ""
-    elapsed_ms: float = 0.0
     blank: bool = False
-    extra: dict = field(default_factory=dict)
+
+    @property
+    def pose(self) -> NDArray[np.float64]:
+        """Registered pose ``(tx, ty, tz, rx, ry, rz)`` (mm, deg)."""
+        return self.registration.pose
+
+    @property
+    def accepted(self) -> bool:
+        """False when the registration is judged to have failed."""
+        return bool(self.registration.accepted)
+
+    @property
+    def reason(self) -> str:
+        """Why the pair was rejected ("" when accepted)."""
+        return "" if self.registration.accepted else self.registration.reason
+
+    @property
+    def elapsed_ms(self) -> float:
+        """Wall-clock time of the registration (informational; the loop never uses it, so
+        runs stay deterministic)."""
+        return float(self.registration.elapsed_ms)
 
 
 class Imager:
@@ -134,20 +149,17 @@ class Imager:
         imaged = np.array(pose_true, dtype=np.float64)
         if self.breathing_moves_spine:  # translation(o) @ matrix_from_pose(p): adds o to t
             imaged[:3] += target_offset_true_room
-        pose, target_room, accepted, reason, elapsed_ms = self._register(time_s, imaged,
-                                                                          blank=blank)
+        reg, target_room = self._register(time_s, imaged, blank=blank)
         if not self.breathing_moves_spine:
             target_room = target_room + target_offset_true_room \
                 + self.rng.normal(0.0, self.sigma_mm, 3)
-        return ImageResult(time_s=float(time_s), pose=np.asarray(pose, dtype=np.float64),
-                           pose_true=imaged, target_room=np.asarray(target_room, np.float64),
-                           accepted=bool(accepted), reason=reason,
-                           elapsed_ms=float(elapsed_ms), blank=blank)
+        return ImageResult(time_s=float(time_s), registration=reg, pose_true=imaged,
+                           target_room=np.asarray(target_room, np.float64), blank=blank)
 
     def _register(self, time_s: float, pose_imaged: NDArray[np.float64], *, blank: bool
-                  ) -> tuple[NDArray[np.float64], NDArray[np.float64], bool, str, float]:
-        """(pose (6,), target at the planned target point (3,) mm room, accepted, reason,
-        elapsed ms) of a pair of the anatomy at ``pose_imaged``."""
+                  ) -> tuple[RegistrationResult, NDArray[np.float64]]:
+        """The registration result of a pair of the anatomy at ``pose_imaged`` and the
+        measured target at the planned target point (3,) (mm, room)."""
         raise NotImplementedError
 
 
@@ -161,11 +173,7 @@ class TruthImager(Imager):
     method = "truth"
 
     def _register(self, time_s, pose_imaged, *, blank):
-        if blank:
-            return np.full(6, np.nan), np.full(3, np.nan), False, \
-                "blank image (tube misfire)", 0.0
-        pose = np.array(pose_imaged, dtype=np.float64)
-        return pose, pose[:3].copy(), True, "", 0.0
+        return truth_registration(pose_imaged, blank=blank)
 
 
 class XrayImager(Imager):
@@ -181,7 +189,7 @@ class XrayImager(Imager):
 
     method = "xray"
 
-    def __init__(self, scene, **kwargs):
+    def __init__(self, scene: Scene, **kwargs):
         super().__init__(**kwargs)
         from ._xray_chain import XrayChain  # heavy imports only when used
 
@@ -191,13 +199,36 @@ class XrayImager(Imager):
         return self.chain.image_and_register(pose_imaged, blank=blank)
 
 
-def make_imager(method: ImagingMethod, scene, *, rng: np.random.Generator,
-                target_localization_sigma_mm: float = 0.1,
-                blank_times_s: tuple[float, ...] = ()) -> Imager:
-    """An imager by name (``"xray"`` or ``"truth"``), see the module docstring; what the pair
-    shows follows ``scene.motion.breathing_moves_spine``."""
-    kwargs = {"rng": rng, "target_localization_sigma_mm": target_localization_sigma_mm,
-              "blank_times_s": tuple(blank_times_s),
+def truth_registration(pose: NDArray[np.float64], *, blank: bool = False
+                       ) -> tuple[RegistrationResult, NDArray[np.float64]]:
+    """Ideal registration of the anatomy at ``pose`` (mm, deg), and the target it measures.
+
+    ``room_from_ct`` is the anatomy's motion relative to the planned alignment
+    (``matrix_from_pose(pose)``: the ideal imager does not load the CT). A blank exposure is
+    rejected with NaN results.
+    """
+    if blank:
+        nan = np.full(6, np.nan)
+        return RegistrationResult(pose=nan, room_from_ct=np.full((4, 4), np.nan),
+                                  accepted=False, reason="blank image (tube misfire)",
+                                  quality={"method": "truth"}, elapsed_ms=0.0), np.full(3, np.nan)
+    pose = np.array(pose, dtype=np.float64)
+    reg = RegistrationResult(pose=pose, room_from_ct=matrix_from_pose(pose), accepted=True,
+                             reason="ok", quality={"method": "truth"}, elapsed_ms=0.0)
+    return reg, pose[:3].copy()
+
+
+def make_imager(method: ImagingMethod, scene: Scene, *, rng: np.random.Generator) -> Imager:
+    """An imager by name (``"xray"`` or ``"truth"``), see the module docstring.
+
+    What the pair shows follows ``scene.motion.breathing_moves_spine``; the sensor model's
+    noise is ``scene.tracking.imaging.target_localization_sigma_mm`` and the fault-injected
+    blank exposures are ``scene.simulation.blank_xray_at_s``.
+    """
+    kwargs = {"rng": rng,
+              "target_localization_sigma_mm":
+                  scene.tracking.imaging.target_localization_sigma_mm,
+              "blank_times_s": tuple(scene.simulation.blank_xray_at_s),
               "breathing_moves_spine": scene.motion.breathing_moves_spine}
     if method == "truth":
         return TruthImager(**kwargs)

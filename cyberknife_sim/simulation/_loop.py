@@ -1,12 +1,25 @@
-"""The time-stepped closed loop of one treatment.
+"""The closed loop of one treatment, as the events of the real system.
 
-One clock (``scene.simulation.time_step_s``). Per step: motion truth (precomputed for the
-whole clock) → marker frames that have reached the loop (camera latency, noise, dropped
-frames) → predictor (horizon = system latency) → correlation model → commanded target =
-spine correction (last accepted registration) + breathing offset → command pipeline delay →
-robot step → actual beam axis → targeting error (TRUE target to ACTUAL axis, beam-on only).
-X-ray pairs at ``tracking.imaging_interval_s`` (and in bursts to build or rebuild the
-correlation model) go through the imaging seam (:mod:`._imaging`).
+One clock (``scene.simulation.time_step_s``). :meth:`TreatmentLoop.step` runs, for each step,
+the events in the order the system sees them:
+
+1. :meth:`~TreatmentLoop.expose` — an X-ray pair is exposed when due
+   (``tracking.imaging_interval_s``, bursts of ``tracking.imaging.model_build_images`` to build
+   or rebuild the correlation model, a retry after a rejected pair or a hold that needs one);
+2. :meth:`~TreatmentLoop.image_ready` — a registration result comes in
+   ``tracking.imaging.processing_s`` after its exposure: correction limits, the spine estimate,
+   the correlation refit;
+3. :meth:`~TreatmentLoop.marker_frame` — each camera frame that has reached the loop (camera
+   latency, noise, dropped frames) goes through the predictor (horizon = system latency) and
+   its output is queued to act when the command it drives reaches the servo;
+4. :meth:`~TreatmentLoop.check_interlocks` — patient moved, markers lost, outside the
+   model's range (each a function of :mod:`._interlocks`);
+5. :meth:`~TreatmentLoop.command_robot` — commanded target = spine correction (last
+   accepted pair) + breathing offset (correlation model at the predicted signal), sent to the
+   robot, which then advances one step;
+6. :meth:`~TreatmentLoop.deliver` — the dose delivery for the step: beam on (MU, beam
+   changes) or held, and the holds' bookkeeping;
+7. :meth:`~TreatmentLoop.record` — the truth-side record of the step.
 
 Latency model: a marker frame exposed at ``t_f`` reaches the loop at ``t_f + camera``; the
 command computed from it acts on the robot servo at ``t_f + system latency``
@@ -16,17 +29,17 @@ servo lag. The predictor's horizon is the system latency.
 
 Measurement: each accepted X-ray pair gives the registered anatomy transform ``M̂`` (rotation
 ``R̂``) and the measured target position ``ŷ = M̂ xt`` at the planned target point ``xt``
-(the room origin), see :mod:`._imaging` (for a spinal target the pair images the breathing
-offset with the vertebrae; a soft-tissue target adds a sensor-model offset).
+(the room origin), see :mod:`._imaging`.
 
 Commanded target for a beam aimed at ``x0``:
 
 * ``none`` / ``spine``: ``c = M̂ x0`` of the last accepted pair (``none``: the set-up pair
   only). For a spinal target this carries the breathing phase at the image instant (Xsight
   Spine without Synchrony).
-* ``spine_breathing``: ``c = f̂(ŝ, t) + R̂ (x0 − xt)`` with ``f̂`` the correlation model (with
-  drift term, :class:`._drift_correlation.DriftCorrelation`) fitted to the points
-  ``(t_k, e_k, ŷ_k)`` and ``ŝ`` the predicted external signal.
+* ``spine_breathing``: ``c = f̂(ŝ, t) + R̂ (x0 − xt)`` with ``f̂`` the rolling correlation
+  model (:class:`cyberknife_sim.tracking.RollingCorrelation`, drift term per
+  ``tracking.correlation.drift_prior_mm_per_min``) fitted to the points ``(t_k, e_k, ŷ_k)``
+  and ``ŝ`` the predicted external signal.
 
 Error decomposition (per step, exact: the terms telescope; see
 :mod:`cyberknife_sim.metrics`), with ``M(ti)`` the true imaged transform at the last pair,
@@ -42,6 +55,8 @@ the same points, ``s`` the true external signal, ``R(ti)`` the true rotation at 
   lag, command latency, quantization)
 
 each projected perpendicular to the actual beam; their sum is the targeting error vector.
+The truth side (``T(t)``, the shadow model, the true signal) never feeds the loop's
+decisions; :meth:`~TreatmentLoop.finish` projects the recorded vectors for all steps at once.
 """
 
 from __future__ import annotations
@@ -57,503 +72,31 @@ from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
 from ..geometry import matrix_from_pose
-from ..metrics import COMPONENTS
 from ..motion import MarkerCamera, MotionTruth, marker_signal_mm
-from ..tracking import make_predictor
-from ._drift_correlation import DriftCorrelation
-from ._imaging import Imager, ImageResult
+from ..plan import Beam
+from ..scene import Scene
+from ..tracking import RollingCorrelation, make_predictor
+from . import _interlocks as il
+from ._imaging import ImageResult
+from ._record import LoopRecord, perpendicular
+from ._seams import CorrelationSeam, ImagerSeam, PredictorSeam, RobotSeam
 
-__all__ = ["HOLD_REASONS", "VELOCITY_FRAMES", "Beam", "LoopOptions", "LoopRecord", "StoppedEarly",
-           "run_loop"]
-
-HOLD_REASONS = ("setup", "registration_failed", "correction_limit", "model_residual",
-                "outside_model_range", "markers_lost", "patient_moved", "robot_following")
-"""Interlocks that hold the beam; bit i of ``LoopRecord.hold_mask`` is ``HOLD_REASONS[i]``."""
+__all__ = ["REFERENCE_FRAMES", "VELOCITY_FRAMES", "LoopState", "StoppedEarly",
+           "TreatmentLoop", "run_loop"]
 
 VELOCITY_FRAMES = 4
-"""Frames spanned by the external velocity (a difference over ``VELOCITY_FRAMES`` frames),
-used by the dual model's branch choice and by the ``linear_velocity`` model's ``c ė`` term:
-a one-frame difference of noisy markers flips the branch near the turning points and puts
-marker noise into ``c ė``. The fit points and the treatment use the same span, so its lag
+"""Frames spanned by the external velocity (a backward difference over ``VELOCITY_FRAMES``
+frames), used by the dual model's branch choice and by the ``linear_velocity`` model's ``c ė``
+term: a one-frame difference of noisy markers flips the branch near the turning points and
+puts marker noise into ``c ė``. The fit points and the treatment use the same span, so its lag
 (``VELOCITY_FRAMES / 2`` frames) is absorbed by the model's coefficients. (A least-squares
 slope over 5 or 9 frames changed the default scene's p95 by < 0.015 mm with ideal imaging.)"""
 
+REFERENCE_FRAMES = 13
+"""Marker frames (about 0.5 s at 26 Hz) averaged into the marker-centroid reference at each
+accepted pair, which the patient-motion interlock compares against."""
 
-@dataclass(frozen=True)
-class Beam:
-    """One planned beam, in the room frame at planned alignment.
-
-    Attributes
-    ----------
-    node : int
-        Node number (the robot position).
-    source_room : ndarray, shape (3,)
-        Linac source (mm, room).
-    direction_room : ndarray, shape (3,)
-        Unit beam direction, source toward the aim point.
-    mu : float
-        Monitor units.
-    aim_room : ndarray, shape (3,)
-        Point the beam is aimed at (mm, room, planned alignment; the target's center for an
-        isocentric beam). Its true position over time is "the target" of this beam.
-    joints_deg : ndarray, shape (6,), optional
-        The plan's IK solution at the node (deg).
-    """
-
-    node: int
-    source_room: NDArray[np.float64]
-    direction_room: NDArray[np.float64]
-    mu: float
-    aim_room: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
-    joints_deg: NDArray[np.float64] | None = None
-
-
-@dataclass(frozen=True)
-class LoopOptions:
-    """Loop constants that are not scene settings (documented assumptions).
-
-    Attributes
-    ----------
-    model_build_images : int
-        X-ray pairs taken to build (or rebuild) the correlation model before treating.
-    model_build_spacing_s : float
-        Time between those pairs (s); not a multiple of a breathing period on purpose.
-    retry_s : float
-        Time to the next pair after a rejected image or a hold that needs one (s).
-    image_processing_s : float
-        Delay from exposure to the correction being applied (s).
-    markers_lost_s : float
-        Hold when no valid marker frame arrived for this long (s).
-    model_range_margin : float
-        Hold when the external signal leaves the fitted range by more than this fraction of
-        the range.
-    patient_moved_mm : float
-        Hold and take an X-ray pair at once when the marker centroid moves this far across
-        the breathing direction (room x-z plane) from where it was at the last pair (mm).
-    max_hold_s : float
-        Stop the treatment when the beam is held continuously this long (s).
-    target_localization_sigma_mm : float
-        Sensor-model noise of a soft-tissue target's offset at each X-ray pair (mm, 1 sigma
-        per axis; not used for a spinal target, which the registration measures).
-    drift_prior_mm_per_min : float
-        Prior 1-sigma drift speed of the correlation model's drift term (mm/min); 0 turns
-        the drift term off.
-    model_point_sigma_mm : float
-        Assumed noise of a measured target position, weighing that prior (mm).
-    """
-
-    model_build_images: int = 10
-    model_build_spacing_s: float = 1.3
-    retry_s: float = 5.0
-    image_processing_s: float = 0.5
-    markers_lost_s: float = 0.3
-    model_range_margin: float = 0.6
-    patient_moved_mm: float = 1.5
-    max_hold_s: float = 300.0
-    target_localization_sigma_mm: float = 0.1
-    drift_prior_mm_per_min: float = 0.3
-    model_point_sigma_mm: float = 0.2
-
-
-@dataclass
-class LoopRecord:
-    """Per-step arrays and the event log of one run (room frame, mm, s)."""
-
-    time_s: NDArray[np.float64]
-    target_true: NDArray[np.float64]
-    target_commanded: NDArray[np.float64]
-    beam_source: NDArray[np.float64]
-    beam_direction: NDArray[np.float64]
-    error_vec: NDArray[np.float64]
-    components: dict[str, NDArray[np.float64]]
-    beam_on_s: NDArray[np.float64]
-    beam_index: NDArray[np.int64]
-    hold_mask: NDArray[np.int64]
-    ext_true: NDArray[np.float64]
-    ext_predicted: NDArray[np.float64]
-    robot_error_mm: NDArray[np.float64]
-    events: list[dict] = field(default_factory=list)
-    n_steps: int = 0
-    mu_delivered: NDArray[np.float64] | None = None
-    beams_completed: int = 0
-    hold_s: float = 0.0
-    hold_s_by_reason: dict[str, float] = field(default_factory=dict)
-    stopped_early: str | None = None
-    wall_s: float = 0.0
-    step_wall_s: float = 0.0
-    images: list[ImageResult] = field(default_factory=list)
-    snapshots: list[tuple[float, NDArray[np.float64]]] = field(default_factory=list)
-
-    def truncate(self) -> None:
-        """Cut the arrays to the steps actually simulated."""
-        n = self.n_steps
-        for name in ("time_s", "target_true", "target_commanded", "beam_source",
-                     "beam_direction", "error_vec", "beam_on_s", "beam_index", "hold_mask",
-                     "ext_true", "ext_predicted", "robot_error_mm"):
-            setattr(self, name, getattr(self, name)[:n])
-        self.components = {k: v[:n] for k, v in self.components.items()}
-
-
-def _empty_record(n: int) -> LoopRecord:
-    z3 = lambda: np.full((n, 3), np.nan)  # noqa: E731
-    return LoopRecord(
-        time_s=np.zeros(n), target_true=z3(), target_commanded=z3(), beam_source=z3(),
-        beam_direction=z3(), error_vec=z3(), components={c: z3() for c in COMPONENTS},
-        beam_on_s=np.zeros(n), beam_index=np.full(n, -1, dtype=np.int64),
-        hold_mask=np.zeros(n, dtype=np.int64), ext_true=np.full(n, np.nan),
-        ext_predicted=np.full(n, np.nan), robot_error_mm=np.full(n, np.nan))
-
-
-def _perp(v: NDArray[np.float64], u: NDArray[np.float64]) -> NDArray[np.float64]:
-    return v - (v @ u) * u
-
-
-def run_loop(scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCamera,
-             imager: Imager, robot, duration_s: float, options: LoopOptions | None = None,
-             progress: Callable[[int], None] | None = None,
-             snapshot_every_s: float | None = None) -> LoopRecord:
-    """Simulate the treatment; see the module docstring.
-
-    Parameters
-    ----------
-    scene : Scene
-        Settings (tracking mode, interlocks, clock, plan dose rate).
-    beams : list of Beam
-        The plan in delivery order.
-    truth, camera : MotionTruth, MarkerCamera
-        Motion truth and the marker camera observing it.
-    imager : Imager
-        The imaging seam.
-    robot : object
-        The robot seam: ``goto(beam)`` (start moving to a beam's node), ``command(beam,
-        target_room, rotation_deg)`` (aim that beam's axis through ``target_room``, mm,
-        turned by the anatomy rotation vector ``rotation_deg``), ``step(t_s, dt_s)``,
-        ``beam_axis()`` → (source (3,), unit direction (3,)), ``arrived`` (bool, at the
-        node and following) and ``following_error_mm`` (commanded target to actual axis).
-    duration_s : float
-        Simulated time limit (s).
-    options : LoopOptions
-        Loop constants.
-    progress : callable, optional
-        Called with the number of steps done (every ~1 % of the run).
-    snapshot_every_s : float, optional
-        Record ``(time s, joints deg)`` of a PyBullet robot seam (one with ``.controller``)
-        this often into ``LoopRecord.snapshots`` (for the video).
-
-    Returns
-    -------
-    LoopRecord
-        Also when stopped early (``stopped_early`` says why; KeyboardInterrupt included).
-    """
-    options = options or LoopOptions()
-    tr = scene.tracking
-    mode = tr.mode
-    lim = tr.interlocks
-    dt = float(scene.simulation.time_step_s)
-    n = max(1, int(math.floor(duration_s / dt + 1e-9)))
-    rec = _empty_record(n)
-    rec.mu_delivered = np.zeros(len(beams))
-    rate_mu_s = scene.plan.dose_rate_mu_per_min / 60.0
-    latency_s = tr.predictor.latency_s
-    robot_cmd_latency = float(getattr(robot, "command_latency_s", 0.0))
-
-    # --- truth over the whole clock (vectorized) -----------------------------------------
-    t_all = np.arange(n) * dt
-    rec.time_s[:] = t_all
-    pose_all = truth.spine_pose(t_all)
-    offset_all = truth.target_offset_room(t_all)
-    if truth.settings.target_moves_with_spine:
-        m_all = matrix_from_pose(pose_all).reshape(-1, 4, 4)
-    else:
-        m_all = np.broadcast_to(np.eye(4), (n, 4, 4))
-
-    # --- camera frames over the whole clock -------------------------------------------------
-    frames = camera.frames(0.0, duration_s + 1.0)
-    reference = frames.positions_room[np.flatnonzero(frames.valid)[0]] if frames.valid.any() \
-        else truth.marker_positions_room([0.0])[0]
-    sig_meas = marker_signal_mm(frames.positions_room, reference)  # NaN when dropped
-    centroid_xz = frames.positions_room.mean(axis=1)[:, [0, 2]]  # NaN when dropped
-    ref_xz = centroid_xz[np.flatnonzero(frames.valid)[0]] if frames.valid.any() \
-        else np.zeros(2)
-    last_xz = ref_xz
-    sig_true_frames = marker_signal_mm(truth.marker_positions_room(frames.time_s), reference)
-    rec.ext_true[:] = np.interp(t_all, frames.time_s, sig_true_frames)
-    frame_dt = 1.0 / camera.rate_hz
-    predictor = make_predictor(tr.predictor.method, horizon_s=latency_s, dt_s=frame_dt)
-    next_frame = 0
-    last_valid_frame_t = -np.inf
-    sig_pred = np.nan
-    vel_pred = 0.0
-    recent_pred: deque[float] = deque(maxlen=VELOCITY_FRAMES + 1)
-    pending: deque[tuple[float, float, float]] = deque()  # (apply time, ŝ, ŝ velocity)
-    s_hat_now, v_hat_now = np.nan, 0.0
-
-    def new_models() -> tuple[DriftCorrelation, DriftCorrelation]:
-        kw = {"n_points": tr.correlation.n_points,
-              "drift_prior_mm_per_min": options.drift_prior_mm_per_min,
-              "point_sigma_mm": options.model_point_sigma_mm}
-        return (DriftCorrelation(tr.correlation.model,
-                                 max_residual_mm=tr.correlation.max_residual_mm, **kw),
-                DriftCorrelation(tr.correlation.model, max_residual_mm=1e9, **kw))
-
-    corr, shadow = new_models()  # fitted to measured / to true target positions
-
-    # --- estimates and state --------------------------------------------------------------
-    anat_est = np.eye(4)            # M̂: registered anatomy transform (last accepted pair)
-    anat_true_at_image = np.eye(4)  # M(ti): true imaged transform at that pair
-    rotvec_est = np.zeros(3)
-    have_spine = False
-    holds: set[str] = {"setup"}
-    build_left = options.model_build_images if mode == "spine_breathing" else 1
-    next_image_t = 0.0
-    pending_images: deque[tuple[float, ImageResult, int]] = deque()
-    beam_k = 0
-    at_node = False
-    hold_started: float | None = None
-    events = rec.events
-
-    def event(t: float, kind: str, **detail) -> None:
-        events.append({"time_s": round(float(t), 6), "kind": kind, **detail})
-
-    snap_every = 0
-    if snapshot_every_s and hasattr(robot, "controller"):
-        snap_every = max(1, int(round(snapshot_every_s / dt)))
-    if beams:
-        robot.goto(beams[0])
-    wall0 = time.perf_counter()
-    step_wall = 0.0
-    i = 0
-    try:
-        for i in range(n):
-            t = t_all[i]
-            ts = time.perf_counter()
-            # ---- imaging events -----------------------------------------------------------
-            if t >= next_image_t - 1e-9 and (mode != "none" or not have_spine
-                                             or "registration_failed" in holds):
-                res = imager.acquire(t, pose_all[i], offset_all[i])
-                rec.images.append(res)
-                pending_images.append((t + options.image_processing_s, res, i))
-                if not res.accepted:
-                    next_image_t = t + options.retry_s
-                elif build_left > 1:
-                    build_left -= 1
-                    next_image_t = t + options.model_build_spacing_s
-                else:
-                    build_left = 0
-                    next_image_t = t + tr.imaging_interval_s
-            while pending_images and pending_images[0][0] <= t + 1e-9:
-                t_img, res, i_img = pending_images.popleft()
-                ok = res.accepted
-                detail = {"accepted": ok, "reason": res.reason,
-                          "pose": [round(float(v), 4) for v in res.pose]}
-                rebuild = "patient_moved" in holds and mode == "spine_breathing"
-                if ok:
-                    kf = int(np.searchsorted(frames.available_s, t, side="right"))
-                    recent = centroid_xz[max(kf - 13, 0):kf]
-                    recent = recent[np.isfinite(recent[:, 0])]
-                    if recent.size:
-                        ref_xz = recent.mean(axis=0)
-                    holds.discard("patient_moved")
-                    pose_err = res.pose - res.pose_true
-                    detail["pose_error"] = [round(float(v), 4) for v in pose_err]
-                    y_true = m_all[i_img][:3, 3] + offset_all[i_img]  # true target at xt
-                    detail["target_measured"] = [round(float(v), 4) for v in res.target_room]
-                    detail["target_error"] = [round(float(v), 4)
-                                              for v in res.target_room - y_true]
-                    over_t = np.linalg.norm(res.pose[:3]) > lim.max_translation_mm
-                    over_r = np.max(np.abs(res.pose[3:])) > lim.max_rotation_deg
-                    holds.discard("registration_failed")
-                    if over_t or over_r:
-                        holds.add("correction_limit")
-                        detail["interlock"] = "correction_limit"
-                    else:
-                        holds.discard("correction_limit")
-                    anat_est = matrix_from_pose(res.pose)
-                    rotvec_est = Rotation.from_matrix(anat_est[:3, :3]).as_rotvec(
-                        degrees=True)
-                    anat_true_at_image = matrix_from_pose(res.pose_true)
-                    have_spine = True
-                    if rebuild:  # the model's points describe the patient before it moved
-                        corr, shadow = new_models()
-                        build_left = options.model_build_images - 1
-                        next_image_t = t + options.model_build_spacing_s
-                        holds.add("model_residual")
-                        detail["interlock"] = "patient moved (rebuilding the model)"
-                    if mode == "spine_breathing":
-                        kf = int(np.searchsorted(frames.available_s, res.time_s, side="right"))
-                        e_img, v_img = _signal_at(sig_meas, kf - 1, frame_dt)
-                        if np.isfinite(e_img):
-                            st = corr.add(res.time_s, e_img, res.target_room, v_img)
-                            shadow.add(res.time_s, e_img, y_true, v_img)
-                            detail["external_mm"] = round(e_img, 4)
-                            detail.update(model_residual_mm=round(st.residual_mm, 4),
-                                          model_ok=st.model_ok)
-                            fallback = getattr(corr.model, "fallback_reason", None)
-                            if fallback:  # e.g. linear_velocity on its first points
-                                detail["model_fallback"] = fallback
-                            if build_left == 0 and not st.model_ok:
-                                holds.add("model_residual")
-                                corr, shadow = new_models()
-                                build_left = options.model_build_images
-                                next_image_t = t + options.model_build_spacing_s
-                                detail["interlock"] = "model_residual (rebuilding)"
-                            elif build_left == 0:
-                                holds.discard("model_residual")
-                else:
-                    holds.add("registration_failed")
-                    detail["interlock"] = "registration_failed"
-                event(res.time_s, "image", **detail)
-                if build_left == 0 and have_spine:
-                    holds.discard("setup")
-
-            # ---- markers → predictor -------------------------------------------------------
-            while next_frame < frames.time_s.size and frames.available_s[next_frame] <= t + 1e-9:
-                s = sig_meas[next_frame]
-                if np.isfinite(s):
-                    last_valid_frame_t = frames.time_s[next_frame]
-                    last_xz = centroid_xz[next_frame]
-                p = float(predictor.update(s)[0])
-                recent_pred.append(p)  # velocity over VELOCITY_FRAMES frames: less noise
-                vel_pred = (p - recent_pred[0]) / (frame_dt * (len(recent_pred) - 1)) \
-                    if len(recent_pred) > 1 else 0.0
-                sig_pred = p
-                apply_at = frames.time_s[next_frame] + latency_s - robot_cmd_latency
-                pending.append((apply_at, sig_pred, vel_pred))
-                next_frame += 1
-            while pending and pending[0][0] <= t + 1e-9:
-                _, s_hat_now, v_hat_now = pending.popleft()
-            if (mode != "none" and have_spine and "patient_moved" not in holds
-                    and np.hypot(*(last_xz - ref_xz)) > options.patient_moved_mm):
-                holds.add("patient_moved")
-                next_image_t = t
-                event(t, "patient_moved", marker_shift_mm=round(float(np.hypot(
-                    *(last_xz - ref_xz))), 3))
-            if mode == "spine_breathing":
-                if t - last_valid_frame_t - camera.latency_s > options.markers_lost_s:
-                    holds.add("markers_lost")
-                else:
-                    holds.discard("markers_lost")
-                ext_lo, ext_hi = corr.ext_range
-                span = max(ext_hi - ext_lo, 1e-6)
-                margin = options.model_range_margin * span
-                if corr.fitted and np.isfinite(s_hat_now) and not (
-                        ext_lo - margin <= s_hat_now <= ext_hi + margin):
-                    holds.add("outside_model_range")
-                else:
-                    holds.discard("outside_model_range")
-            rec.ext_predicted[i] = s_hat_now
-
-            # ---- commanded target ------------------------------------------------------------
-            x0 = beams[min(beam_k, len(beams) - 1)].aim_room if beams else np.zeros(3)
-            m = m_all[i]
-            tgt = m[:3, :3] @ x0 + m[:3, 3] + offset_all[i]
-            rec.target_true[i] = tgt
-            if mode == "spine_breathing" and corr.fitted and np.isfinite(s_hat_now):
-                s_true = rec.ext_true[i]
-                v_true = (s_true - rec.ext_true[max(i - 1, 0)]) / dt
-                f_hat_pred = corr.predict_one(s_hat_now, v_hat_now, t)
-                f_hat_true = corr.predict_one(s_true, v_true, t)
-                f_star_true = shadow.predict_one(s_true, v_true, t)
-                lever_est = anat_est[:3, :3] @ x0           # R̂ (x0 − xt), xt = 0
-                lever_img = anat_true_at_image[:3, :3] @ x0  # R(ti) (x0 − xt)
-                c = f_hat_pred + lever_est
-                reg_part = f_hat_true - f_star_true + lever_est - lever_img
-                at_image = f_star_true + lever_img
-            else:
-                c = anat_est[:3, :3] @ x0 + anat_est[:3, 3]
-                at_image = anat_true_at_image[:3, :3] @ x0 + anat_true_at_image[:3, 3]
-                reg_part = c - at_image
-                f_hat_pred = f_hat_true = np.zeros(3)
-            rec.target_commanded[i] = c
-
-            # ---- delivery state -------------------------------------------------------------
-            if beam_k < len(beams):
-                beam = beams[beam_k]
-                if not at_node and robot.arrived:
-                    at_node = True
-                    event(t, "node", beam=beam_k, node=beam.node)
-                robot.command(beam, c, rotvec_est)
-            robot.step(t, dt)
-            src, d = robot.beam_axis()
-            rec.robot_error_mm[i] = robot.following_error_mm
-            if at_node and robot.following_error_mm > lim.max_robot_error_mm:
-                holds.add("robot_following")
-            else:
-                holds.discard("robot_following")
-
-            # ---- beam on / hold ---------------------------------------------------------------
-            mask = 0
-            for b, name in enumerate(HOLD_REASONS):
-                if name in holds:
-                    mask |= 1 << b
-            rec.hold_mask[i] = mask
-            delivering = beam_k < len(beams) and at_node
-            if delivering and holds:
-                if holds != {"setup"}:
-                    rec.hold_s += dt
-                for name in holds:
-                    rec.hold_s_by_reason[name] = rec.hold_s_by_reason.get(name, 0.0) + dt
-                if hold_started is None:
-                    hold_started = t
-                    event(t, "hold", reasons=sorted(holds))
-                elif t - hold_started > options.max_hold_s:
-                    rec.stopped_early = (f"beam held for more than {options.max_hold_s:g} s "
-                                         f"({', '.join(sorted(holds))})")
-                    event(t, "stopped", reason=rec.stopped_early)
-                    i += 1
-                    break
-            elif delivering:
-                if hold_started is not None:
-                    event(t, "resume", held_s=round(t - hold_started, 4))
-                    hold_started = None
-                need = beams[beam_k].mu - rec.mu_delivered[beam_k]
-                on = min(dt, need / rate_mu_s)
-                rec.mu_delivered[beam_k] += on * rate_mu_s
-                rec.beam_on_s[i] = on
-                rec.beam_index[i] = beam_k
-                if rec.mu_delivered[beam_k] >= beams[beam_k].mu - 1e-9:
-                    rec.beams_completed += 1
-                    beam_k += 1
-                    at_node = False
-                    if beam_k < len(beams):
-                        robot.goto(beams[beam_k])
-            # ---- truth-side metrics -----------------------------------------------------------
-            rec.beam_source[i] = src
-            rec.beam_direction[i] = d
-            err = _perp(src - tgt, d)
-            rec.error_vec[i] = err
-            comp = rec.components
-            comp["registration"][i] = _perp(reg_part, d)
-            comp["correlation"][i] = _perp(at_image - tgt, d)
-            comp["prediction"][i] = _perp(f_hat_pred - f_hat_true, d)
-            comp["robot"][i] = err - _perp(c - tgt, d)
-            step_wall += time.perf_counter() - ts
-            if snap_every and i % snap_every == 0:
-                rec.snapshots.append((float(t), robot.controller.joints_deg.copy()))
-            if progress is not None and i % 256 == 0:
-                progress(i)
-            if beam_k >= len(beams):
-                event(t, "plan_complete")
-                i += 1
-                break
-        else:
-            i = n
-    except KeyboardInterrupt:
-        rec.stopped_early = "interrupted (Ctrl-C)"
-        event(t_all[i], "stopped", reason=rec.stopped_early)
-    except Exception as exc:  # noqa: BLE001 - an early stop still writes what it has
-        rec.stopped_early = f"{exc.__class__.__name__}: {exc}"
-        event(t_all[i], "stopped", reason=rec.stopped_early)
-        rec.n_steps = i
-        rec.truncate()
-        rec.wall_s = time.perf_counter() - wall0
-        rec.step_wall_s = step_wall
-        raise StoppedEarly(rec) from exc
-    rec.n_steps = i
-    rec.truncate()
-    rec.wall_s = time.perf_counter() - wall0
-    rec.step_wall_s = step_wall
-    return rec
+_EPS = 1e-9
 
 
 class StoppedEarly(Exception):
@@ -565,12 +108,528 @@ class StoppedEarly(Exception):
         self.result = None  # set by simulate(): the RunResult of the partial run
 
 
-def _signal_at(sig: NDArray[np.float64], k: int, frame_dt: float) -> tuple[float, float]:
-    """External signal and its velocity from the newest valid frames up to index ``k``."""
+@dataclass
+class LoopState:
+    """Everything the loop knows between steps (the sensing and model side only)."""
+
+    holds: set[str] = field(default_factory=lambda: {"setup"})
+    # imaging
+    next_image_s: float = 0.0
+    build_left: int = 1
+    pending_images: deque[tuple[float, ImageResult, int]] = field(default_factory=deque)
+    anatomy_est: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))  # M̂
+    anatomy_true_at_image: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))
+    rotvec_est_deg: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
+    have_spine: bool = False
+    reference_xz_mm: NDArray[np.float64] = field(default_factory=lambda: np.zeros(2))
+    images_accepted: int = 0
+    # markers and prediction
+    next_frame: int = 0
+    last_valid_frame_s: float = -math.inf
+    last_xz_mm: NDArray[np.float64] = field(default_factory=lambda: np.zeros(2))
+    recent_predictions: deque[float] = field(
+        default_factory=lambda: deque(maxlen=VELOCITY_FRAMES + 1))
+    pending_commands: deque[tuple[float, float, float]] = field(default_factory=deque)
+    ext_predicted_mm: float = math.nan
+    ext_velocity_predicted_mm_s: float = 0.0
+    # models (fitted to the measured / to the true target positions)
+    model: CorrelationSeam | None = None
+    shadow: CorrelationSeam | None = None
+    # delivery
+    beam_k: int = 0
+    at_node: bool = False
+    hold_started_s: float | None = None
+    commanded_room: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
+    model_output_room: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
+
+
+class TreatmentLoop:
+    """One treatment, closed loop (see the module docstring).
+
+    Parameters
+    ----------
+    scene : Scene
+        Every setting of the run (tracking mode, interlocks, imaging schedule, clock, dose
+        rate).
+    beams : list of Beam
+        The plan in delivery order.
+    truth : MotionTruth
+        Motion truth.
+    camera : MarkerCamera
+        The marker camera observing it.
+    imager : ImagerSeam
+        X-ray pair + registration.
+    robot : RobotSeam
+        The robot pointing the linac.
+    duration_s : float
+        Simulated time limit (s).
+    snapshot_every_s : float, optional
+        Record ``(time s, joints deg)`` of a jointed robot this often (for the video).
+    """
+
+    def __init__(self, scene: Scene, *, beams: list[Beam], truth: MotionTruth,
+                 camera: MarkerCamera, imager: ImagerSeam, robot: RobotSeam,
+                 duration_s: float, snapshot_every_s: float | None = None):
+        self.scene = scene
+        self.tracking = tr = scene.tracking
+        self.mode = tr.mode
+        self.beams = beams
+        self.truth, self.camera, self.imager, self.robot = truth, camera, imager, robot
+        self.dt_s = dt = float(scene.simulation.time_step_s)
+        self.n_steps = n = max(1, int(math.floor(duration_s / dt + _EPS)))
+        self.rate_mu_s = scene.plan.dose_rate_mu_per_min / 60.0
+        self.rec = LoopRecord.empty(n, len(beams))
+        self.state = LoopState()
+        self._precompute_truth(n)
+        self._precompute_frames(duration_s)
+        self.predictor: PredictorSeam = make_predictor(
+            tr.predictor.method, horizon_s=tr.predictor.latency_s, dt_s=self.frame_dt_s)
+        self._send_ahead_s = tr.predictor.latency_s - float(robot.command_latency_s)
+        st = self.state
+        st.build_left = tr.imaging.model_build_images if self.mode == "spine_breathing" else 1
+        st.model, st.shadow = self.new_models()
+        st.reference_xz_mm = self._ref_xz0.copy()
+        st.last_xz_mm = self._ref_xz0.copy()
+        self._snap_every = 0
+        if snapshot_every_s and robot.joints_deg() is not None:
+            self._snap_every = max(1, int(round(snapshot_every_s / dt)))
+        # per-step raw vectors of the decomposition (projected in finish())
+        z3 = np.zeros((n, 3))
+        self._registration_part, self._at_image, self._prediction_part = z3, z3.copy(), z3.copy()
+        self._aim_index = np.zeros(n, dtype=np.int64)
+        self._aims = np.array([b.aim_room for b in beams] or [np.zeros(3)], dtype=np.float64)
+        self._levers: tuple | None = None  # cached per (beam, accepted pair)
+        self._wall_imaging = 0.0
+        if beams:
+            robot.goto(beams[0])
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def _precompute_truth(self, n: int) -> None:
+        """Truth over the whole clock (vectorized); it depends on scene, seed and time only."""
+        t_all = np.arange(n) * self.dt_s
+        self.rec.time_s[:] = t_all
+        self.pose_all = self.truth.spine_pose(t_all)
+        self.offset_all = self.truth.target_offset_room(t_all)
+        if self.truth.settings.target_moves_with_spine:
+            self.m_all = matrix_from_pose(self.pose_all).reshape(-1, 4, 4)
+        else:
+            self.m_all = np.broadcast_to(np.eye(4), (n, 4, 4))
+
+    def _precompute_frames(self, duration_s: float) -> None:
+        """Every camera frame of the run (each frame's value depends only on its number)."""
+        cam, truth = self.camera, self.truth
+        frames = self.frames = cam.frames(0.0, duration_s + 1.0)
+        valid = np.flatnonzero(frames.valid)
+        reference = frames.positions_room[valid[0]] if valid.size \
+            else truth.marker_positions_room([0.0])[0]
+        self.sig_meas = marker_signal_mm(frames.positions_room, reference)  # NaN when dropped
+        self.centroid_xz = frames.positions_room.mean(axis=1)[:, [0, 2]]  # NaN when dropped
+        self._ref_xz0 = self.centroid_xz[valid[0]] if valid.size else np.zeros(2)
+        sig_true = marker_signal_mm(truth.marker_positions_room(frames.time_s), reference)
+        self.rec.ext_true[:] = np.interp(self.rec.time_s, frames.time_s, sig_true)
+        self.frame_dt_s = 1.0 / cam.rate_hz
+        self._available_s = frames.available_s
+        self._n_frames = frames.time_s.size
+
+    def new_models(self) -> tuple[CorrelationSeam, CorrelationSeam]:
+        """A fresh correlation model and its truth-side shadow (never judged)."""
+        c = self.tracking.correlation
+        kw = {"n_points": c.n_points, "drift_prior_mm_per_min": c.drift_prior_mm_per_min,
+              "point_sigma_mm": c.point_sigma_mm}
+        return (RollingCorrelation(c.model, max_residual_mm=c.max_residual_mm, **kw),
+                RollingCorrelation(c.model, max_residual_mm=1e9, **kw))
+
+    def event(self, t_s: float, kind: str, **detail) -> None:
+        """Append an event to the log."""
+        self.rec.events.append({"time_s": round(float(t_s), 6), "kind": kind, **detail})
+
+    # ---- 1. X-ray exposure --------------------------------------------------------------------
+    def exposure_due(self, t_s: float) -> bool:
+        """A pair is due: its time has come and the mode images (``none`` only until the
+        set-up pair is accepted)."""
+        st = self.state
+        return t_s >= st.next_image_s - _EPS and (
+            self.mode != "none" or not st.have_spine or "registration_failed" in st.holds)
+
+    def expose(self, i: int) -> None:
+        """Expose a pair of the true anatomy at step ``i``; schedule the next one."""
+        st, sched = self.state, self.tracking.imaging
+        t = self.rec.time_s[i]
+        w0 = time.perf_counter()
+        res = self.imager.acquire(t, self.pose_all[i], self.offset_all[i])
+        self._wall_imaging += time.perf_counter() - w0
+        self.rec.images.append(res)
+        st.pending_images.append((t + sched.processing_s, res, i))
+        if not res.accepted:
+            st.next_image_s = t + sched.retry_s
+        elif st.build_left > 1:
+            st.build_left -= 1
+            st.next_image_s = t + sched.model_build_spacing_s
+        else:
+            st.build_left = 0
+            st.next_image_s = t + self.tracking.imaging_interval_s
+
+    # ---- 2. registration result in ------------------------------------------------------------
+    def image_ready(self, t_s: float, res: ImageResult, i_img: int) -> None:
+        """A registration result reaches the loop at ``t_s``."""
+        st = self.state
+        detail = {"accepted": res.accepted, "reason": res.reason,
+                  "pose": [round(float(v), 4) for v in res.pose]}
+        if res.accepted:
+            self._accept_image(t_s, res, i_img, detail)
+        else:
+            st.holds.add("registration_failed")
+            detail["interlock"] = "registration_failed"
+        self.event(res.time_s, "image", **detail)
+        if st.build_left == 0 and st.have_spine:
+            st.holds.discard("setup")
+
+    def _accept_image(self, t_s: float, res: ImageResult, i_img: int, detail: dict) -> None:
+        st, lim = self.state, self.tracking.interlocks
+        rebuild = "patient_moved" in st.holds and self.mode == "spine_breathing"
+        self._reset_marker_reference(t_s)
+        st.holds.discard("patient_moved")
+        st.holds.discard("registration_failed")
+        y_true = self.m_all[i_img][:3, 3] + self.offset_all[i_img]  # true target at xt
+        detail["pose_error"] = [round(float(v), 4) for v in res.pose - res.pose_true]
+        detail["target_measured"] = [round(float(v), 4) for v in res.target_room]
+        detail["target_error"] = [round(float(v), 4) for v in res.target_room - y_true]
+        if il.correction_limit(res.pose, max_translation_mm=lim.max_translation_mm,
+                               max_rotation_deg=lim.max_rotation_deg):
+            st.holds.add("correction_limit")
+            detail["interlock"] = "correction_limit"
+        else:
+            st.holds.discard("correction_limit")
+        st.anatomy_est = matrix_from_pose(res.pose)
+        st.rotvec_est_deg = Rotation.from_matrix(st.anatomy_est[:3, :3]).as_rotvec(degrees=True)
+        st.anatomy_true_at_image = matrix_from_pose(res.pose_true)
+        st.have_spine = True
+        st.images_accepted += 1
+        self._levers = None
+        if rebuild:  # the model's points describe the patient before it moved
+            self._start_model_build(t_s, st.holds, build=self.tracking.imaging.model_build_images
+                                    - 1)
+            detail["interlock"] = "patient moved (rebuilding the model)"
+        if self.mode == "spine_breathing":
+            self._refit_model(t_s, res, y_true, detail)
+
+    def _reset_marker_reference(self, t_s: float) -> None:
+        """The patient-motion reference: the marker centroid over the frames just received."""
+        kf = int(np.searchsorted(self._available_s, t_s, side="right"))
+        recent = self.centroid_xz[max(kf - REFERENCE_FRAMES, 0):kf]
+        recent = recent[np.isfinite(recent[:, 0])]
+        if recent.size:
+            self.state.reference_xz_mm = recent.mean(axis=0)
+
+    def _start_model_build(self, t_s: float, holds: set[str], *, build: int) -> None:
+        st = self.state
+        st.model, st.shadow = self.new_models()
+        st.build_left = build
+        st.next_image_s = t_s + self.tracking.imaging.model_build_spacing_s
+        holds.add("model_residual")
+
+    def _refit_model(self, t_s: float, res: ImageResult, y_true: NDArray[np.float64],
+                     detail: dict) -> None:
+        """Add the pair's point (external signal at the exposure, measured target) to the
+        correlation model; hold and rebuild when it is judged bad."""
+        st = self.state
+        kf = int(np.searchsorted(self._available_s, res.time_s, side="right"))
+        e_img, v_img = signal_at(self.sig_meas, kf - 1, self.frame_dt_s)
+        if not math.isfinite(e_img):
+            return
+        status = st.model.add(e_img, res.target_room, v_img, time_s=res.time_s)
+        st.shadow.add(e_img, y_true, v_img, time_s=res.time_s)
+        detail["external_mm"] = round(e_img, 4)
+        detail.update(model_residual_mm=round(status.residual_mm, 4), model_ok=status.model_ok)
+        fallback = getattr(st.model.model, "fallback_reason", None)
+        if fallback:  # e.g. linear_velocity on its first points
+            detail["model_fallback"] = fallback
+        if st.build_left == 0 and il.model_residual(status.model_ok):
+            self._start_model_build(t_s, st.holds,
+                                    build=self.tracking.imaging.model_build_images)
+            detail["interlock"] = "model_residual (rebuilding)"
+        elif st.build_left == 0:
+            st.holds.discard("model_residual")
+
+    # ---- 3. marker frame ----------------------------------------------------------------------
+    def marker_frame(self, k: int) -> None:
+        """Camera frame ``k`` reaches the loop: predict the signal one system latency ahead and
+        queue it for when the command it drives acts on the servo."""
+        st = self.state
+        s = self.sig_meas[k]
+        t_frame = self.frames.time_s[k]
+        if s == s:  # not dropped (NaN)
+            st.last_valid_frame_s = t_frame
+            st.last_xz_mm = self.centroid_xz[k]
+        p = float(self.predictor.update(s)[0])
+        recent = st.recent_predictions
+        recent.append(p)  # velocity over VELOCITY_FRAMES frames: less noise
+        v = (p - recent[0]) / (self.frame_dt_s * (len(recent) - 1)) if len(recent) > 1 else 0.0
+        st.pending_commands.append((t_frame + self._send_ahead_s, p, v))
+
+    def _frames_arrived(self, t_s: float) -> None:
+        st = self.state
+        while st.next_frame < self._n_frames and self._available_s[st.next_frame] <= t_s + _EPS:
+            self.marker_frame(st.next_frame)
+            st.next_frame += 1
+        pend = st.pending_commands
+        while pend and pend[0][0] <= t_s + _EPS:
+            _, st.ext_predicted_mm, st.ext_velocity_predicted_mm_s = pend.popleft()
+
+    # ---- 4. interlocks on the marker side -----------------------------------------------------
+    def check_interlocks(self, t_s: float) -> None:
+        """Patient motion (all imaging modes), lost markers and the model's range
+        (``spine_breathing``)."""
+        st, lim = self.state, self.tracking.interlocks
+        if self.mode != "none" and st.have_spine and "patient_moved" not in st.holds:
+            moved = il.patient_moved_mm(st.last_xz_mm, st.reference_xz_mm)
+            if moved > lim.patient_moved_mm:
+                st.holds.add("patient_moved")
+                st.next_image_s = t_s
+                self.event(t_s, "patient_moved", marker_shift_mm=round(moved, 3))
+        if self.mode != "spine_breathing":
+            return
+        self._set_hold("markers_lost", il.markers_lost(
+            t_s, st.last_valid_frame_s, camera_latency_s=self.camera.latency_s,
+            limit_s=lim.markers_lost_s))
+        self._set_hold("outside_model_range", st.model.fitted and il.outside_model_range(
+            st.ext_predicted_mm, st.model.ext_range, margin_fraction=lim.model_range_margin))
+
+    def _set_hold(self, name: str, on: bool) -> None:
+        if on:
+            self.state.holds.add(name)
+        else:
+            self.state.holds.discard(name)
+
+    # ---- 5. command to the robot --------------------------------------------------------------
+    def _breathing_model_active(self) -> bool:
+        st = self.state
+        return (self.mode == "spine_breathing" and st.model.fitted
+                and math.isfinite(st.ext_predicted_mm))
+
+    def _lever(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
+                              NDArray[np.float64]]:
+        """``R̂ x0``, ``R(ti) x0``, ``M̂ x0`` and ``M(ti) x0`` for the current beam (cached
+        until the beam or the accepted pair changes)."""
+        key = (self.state.beam_k, self.state.images_accepted)
+        if self._levers is None or self._levers[0] != key:
+            st = self.state
+            x0 = self._aims[min(st.beam_k, len(self._aims) - 1)]
+            est, img = st.anatomy_est, st.anatomy_true_at_image
+            r_est, r_img = est[:3, :3] @ x0, img[:3, :3] @ x0
+            self._levers = (key, (r_est, r_img, r_est + est[:3, 3], r_img + img[:3, 3]))
+        return self._levers[1]
+
+    def command_robot(self, i: int) -> None:
+        """Compute the commanded target for step ``i``, send it, and advance the robot."""
+        st = self.state
+        t = self.rec.time_s[i]
+        lever_est, _, spine_est, _ = self._lever()
+        if self._breathing_model_active():
+            st.model_output_room = st.model.predict_one(
+                st.ext_predicted_mm, st.ext_velocity_predicted_mm_s, t)
+            c = st.model_output_room + lever_est
+        else:
+            c = spine_est
+        st.commanded_room = c
+        if st.beam_k < len(self.beams):
+            beam = self.beams[st.beam_k]
+            if not st.at_node and self.robot.arrived:
+                st.at_node = True
+                self.event(t, "node", beam=st.beam_k, node=beam.node.index)
+            self.robot.command(beam, c, st.rotvec_est_deg)
+        self.robot.step(t, self.dt_s)
+        self._axis = self.robot.beam_axis()
+        self._set_hold("robot_following", il.robot_following(
+            st.at_node, self.robot.following_error_mm,
+            limit_mm=self.tracking.interlocks.max_robot_error_mm))
+
+    # ---- 6. dose delivery for the step --------------------------------------------------------
+    def deliver(self, i: int) -> bool:
+        """Beam on for the step (MU toward the current beam) or held; returns False when a
+        hold lasted too long and the treatment stops."""
+        st, rec = self.state, self.rec
+        t = rec.time_s[i]
+        rec.hold_mask[i] = il.hold_mask(st.holds)
+        if not (st.beam_k < len(self.beams) and st.at_node):
+            return True
+        if st.holds:
+            return self._hold(t)
+        if st.hold_started_s is not None:
+            self.event(t, "resume", held_s=round(t - st.hold_started_s, 4))
+            st.hold_started_s = None
+        k = st.beam_k
+        beam = self.beams[k]
+        on = min(self.dt_s, (beam.mu - rec.mu_delivered[k]) / self.rate_mu_s)
+        rec.mu_delivered[k] += on * self.rate_mu_s
+        rec.beam_on_s[i] = on
+        rec.beam_index[i] = k
+        if rec.mu_delivered[k] >= beam.mu - _EPS:
+            rec.beams_completed += 1
+            st.beam_k += 1
+            st.at_node = False
+            if st.beam_k < len(self.beams):
+                self.robot.goto(self.beams[st.beam_k])
+        return True
+
+    def _hold(self, t_s: float) -> bool:
+        st, rec = self.state, self.rec
+        dt = self.dt_s
+        if st.holds != {"setup"}:
+            rec.hold_s += dt
+        for name in st.holds:
+            rec.hold_s_by_reason[name] = rec.hold_s_by_reason.get(name, 0.0) + dt
+        if st.hold_started_s is None:
+            st.hold_started_s = t_s
+            self.event(t_s, "hold", reasons=sorted(st.holds))
+        elif il.hold_too_long(t_s, st.hold_started_s,
+                              max_hold_s=self.tracking.interlocks.max_hold_s):
+            rec.stopped_early = (f"beam held for more than "
+                                 f"{self.tracking.interlocks.max_hold_s:g} s "
+                                 f"({', '.join(sorted(st.holds))})")
+            self.event(t_s, "stopped", reason=rec.stopped_early)
+            return False
+        return True
+
+    # ---- 7. record ----------------------------------------------------------------------------
+    def record(self, i: int, aim_k: int) -> None:
+        """Record step ``i`` (aimed at beam ``aim_k``'s aim point): the actual axis, the
+        command, and the decomposition's raw vectors (truth side, never fed back)."""
+        st, rec = self.state, self.rec
+        src, d = self._axis  # as the step left it (before a beam change's goto)
+        rec.beam_source[i] = src
+        rec.beam_direction[i] = d
+        rec.target_commanded[i] = st.commanded_room
+        rec.ext_predicted[i] = st.ext_predicted_mm
+        rec.robot_error_mm[i] = self.robot.following_error_mm
+        self._aim_index[i] = aim_k
+        lever_est, lever_img, spine_est, spine_img = self._lever_for(aim_k)
+        if self._breathing_model_active():
+            t = rec.time_s[i]
+            s_true = rec.ext_true[i]
+            v_true = (s_true - rec.ext_true[max(i - 1, 0)]) / self.dt_s
+            f_hat_true = st.model.predict_one(s_true, v_true, t)
+            f_star_true = st.shadow.predict_one(s_true, v_true, t)
+            self._registration_part[i] = f_hat_true - f_star_true + lever_est - lever_img
+            self._at_image[i] = f_star_true + lever_img
+            self._prediction_part[i] = st.model_output_room - f_hat_true
+        else:
+            self._registration_part[i] = spine_est - spine_img
+            self._at_image[i] = spine_img
+
+    def _lever_for(self, aim_k: int):
+        if aim_k == min(self.state.beam_k, len(self._aims) - 1):
+            return self._lever()
+        st = self.state  # the beam changed within the step: the record is for the old one
+        x0 = self._aims[aim_k]
+        est, img = st.anatomy_est, st.anatomy_true_at_image
+        r_est, r_img = est[:3, :3] @ x0, img[:3, :3] @ x0
+        return r_est, r_img, r_est + est[:3, 3], r_img + img[:3, 3]
+
+    # ---- the clock ----------------------------------------------------------------------------
+    def step(self, i: int) -> bool:
+        """Run every event of step ``i``; False when the treatment ends (plan delivered or
+        stopped by an interlock)."""
+        st = self.state
+        t = self.rec.time_s[i]
+        if self.exposure_due(t):
+            self.expose(i)
+        while st.pending_images and st.pending_images[0][0] <= t + _EPS:
+            _, res, i_img = st.pending_images.popleft()
+            self.image_ready(t, res, i_img)
+        self._frames_arrived(t)
+        self.check_interlocks(t)
+        aim_k = min(st.beam_k, len(self._aims) - 1)
+        self.command_robot(i)
+        go_on = self.deliver(i)
+        self.record(i, aim_k)
+        if self._snap_every and i % self._snap_every == 0:
+            self.rec.snapshots.append((float(t), self.robot.joints_deg().copy()))
+        if go_on and st.beam_k >= len(self.beams):
+            self.event(t, "plan_complete")
+            return False
+        return go_on
+
+    def run(self, progress: Callable[[int], None] | None = None) -> LoopRecord:
+        """Run the whole clock (see the module docstring).
+
+        Parameters
+        ----------
+        progress : callable, optional
+            Called with the number of steps done (every 256 steps).
+
+        Returns
+        -------
+        LoopRecord
+            Also when stopped early (``stopped_early`` says why; Ctrl-C included).
+
+        Raises
+        ------
+        StoppedEarly
+            When a part raised: carries the partial record.
+        """
+        rec = self.rec
+        wall0 = time.perf_counter()
+        i = 0
+        try:
+            for i in range(self.n_steps):  # noqa: B007 - i is the number of steps done
+                if not self.step(i):
+                    i += 1
+                    break
+                if progress is not None and i % 256 == 0:
+                    progress(i)
+            else:
+                i = self.n_steps
+        except KeyboardInterrupt:
+            rec.stopped_early = "interrupted (Ctrl-C)"
+            self.event(rec.time_s[min(i, self.n_steps - 1)], "stopped", reason=rec.stopped_early)
+        except Exception as exc:  # noqa: BLE001 - an early stop still writes what it has
+            rec.stopped_early = f"{exc.__class__.__name__}: {exc}"
+            self.event(rec.time_s[min(i, self.n_steps - 1)], "stopped", reason=rec.stopped_early)
+            self.finish(i, time.perf_counter() - wall0)
+            raise StoppedEarly(rec) from exc
+        return self.finish(i, time.perf_counter() - wall0)
+
+    def finish(self, n: int, wall_s: float) -> LoopRecord:
+        """Cut the record to ``n`` steps and compute the truth-side metrics of every step."""
+        rec = self.rec
+        rec.n_steps = n
+        rec.wall_s = wall_s
+        rec.imaging_wall_s = self._wall_imaging
+        rec.step_wall_s = wall_s
+        x0 = self._aims[self._aim_index[:n]]
+        m = self.m_all[:n]
+        tgt = np.einsum("nij,nj->ni", m[:, :3, :3], x0) + m[:, :3, 3] + self.offset_all[:n]
+        rec.target_true[:n] = tgt
+        d = rec.beam_direction[:n]
+        err = perpendicular(rec.beam_source[:n] - tgt, d)
+        rec.error_vec[:n] = err
+        comp = rec.components
+        comp["registration"][:n] = perpendicular(self._registration_part[:n], d)
+        comp["correlation"][:n] = perpendicular(self._at_image[:n] - tgt, d)
+        comp["prediction"][:n] = perpendicular(self._prediction_part[:n], d)
+        comp["robot"][:n] = err - perpendicular(rec.target_commanded[:n] - tgt, d)
+        rec.truncate()
+        return rec
+
+
+def run_loop(scene: Scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCamera,
+             imager: ImagerSeam, robot: RobotSeam, duration_s: float,
+             progress: Callable[[int], None] | None = None,
+             snapshot_every_s: float | None = None) -> LoopRecord:
+    """Build a :class:`TreatmentLoop` and run it (see its parameters)."""
+    loop = TreatmentLoop(scene, beams=beams, truth=truth, camera=camera, imager=imager,
+                         robot=robot, duration_s=duration_s, snapshot_every_s=snapshot_every_s)
+    return loop.run(progress)
+
+
+def signal_at(sig: NDArray[np.float64], k: int, frame_dt_s: float) -> tuple[float, float]:
+    """External signal (mm) and its backward-difference velocity (mm/s) from the newest
+    valid frames up to index ``k`` (nothing after ``k`` is read)."""
     valid = [j for j in range(max(k - VELOCITY_FRAMES, 0), k + 1) if np.isfinite(sig[j])]
     if not valid:
         return float("nan"), 0.0
     j1 = valid[-1]
     j0 = valid[0] if len(valid) > 1 else j1
-    v = (sig[j1] - sig[j0]) / ((j1 - j0) * frame_dt) if j1 > j0 else 0.0
+    v = (sig[j1] - sig[j0]) / ((j1 - j0) * frame_dt_s) if j1 > j0 else 0.0
     return float(sig[j1]), float(v)

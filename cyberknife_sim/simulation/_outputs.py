@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,10 +17,13 @@ from ..metrics import (
     component_statistics,
     error_statistics,
 )
-from ._loop import HOLD_REASONS, Beam, LoopRecord
+from ..plan import Beam
+from ..scene import Scene
+from ._interlocks import HOLD_REASONS
+from ._record import LoopRecord
 
-__all__ = ["DECOMPOSITION_METHOD", "summarize", "write_beams_csv", "write_summary",
-           "write_timeseries_csv"]
+__all__ = ["DECOMPOSITION_METHOD", "RunSummary", "summarize", "write_beams_csv",
+           "write_summary", "write_timeseries_csv"]
 
 DECOMPOSITION_METHOD = (
     "per-step vector decomposition, exact (the terms telescope): registration = the "
@@ -46,9 +52,94 @@ def _round(x, nd=6):
     return x
 
 
-def summarize(rec: LoopRecord, beams: list[Beam], *, scene, seed: int, imaging: str,
-              duration_s: float, setup_wall_s: float = 0.0, localization: str = "") -> dict:
-    """Everything ``summary.json`` holds (plain JSON types).
+@dataclass(frozen=True)
+class RunSummary:
+    """What ``summary.json`` holds (plain JSON types; floats rounded to 6 decimals; NaN as
+    None). Lengths mm, times s, wall-clock times are informational (never used by the loop).
+
+    Attributes
+    ----------
+    targeting_error_mm : dict
+        ``rms``, ``mean``, ``p95``, ``max`` of the targeting error over beam-on time (None
+        when the beam was never on).
+    error_components_mm : dict
+        Per source (registration, correlation, prediction, robot): RMS, p95, max (mm); see
+        ``decomposition_method``.
+    realtime_factor : float or None
+        Simulated seconds per wall second of the loop (set-up excluded).
+    realtime_factor_with_setup : float or None
+        The same including the set-up (patient, plan, robot, imaging chain).
+    imaging_wall_s : float
+        Wall time spent in imaging events (render + registration) within the loop (s).
+    events : list of dict
+        The event log (``time_s``, ``kind``, details).
+    outputs : tuple of str
+        Files of the run folder (set by ``write_run``).
+    """
+
+    scene: str
+    scene_file: str | None
+    seed: int
+    tracking_mode: str
+    imaging: str
+    target_localization: str
+    duration_requested_s: float
+    simulated_s: float
+    stopped_early: str | None
+    plan_complete: bool
+    beams_total: int
+    beams_completed: int
+    mu_planned: float
+    plan_beam_on_s: float
+    plan_delivery_s: float | None
+    mu_delivered: float
+    targeting_error_mm: dict[str, float | None]
+    within_0_5mm_fraction: float | None
+    within_1mm_fraction: float | None
+    beam_on_s: float
+    error_components_mm: dict[str, Any]
+    decomposition_method: str
+    mu_weighted: dict[str, Any]
+    beam_hold_s: float
+    beam_hold_s_by_reason: dict[str, float]
+    images: dict[str, int]
+    registration_error_vs_truth: dict[str, float]
+    realtime_factor: float | None
+    realtime_factor_with_setup: float | None
+    loop_wall_s: float
+    setup_wall_s: float
+    imaging_wall_s: float
+    mean_step_ms: float
+    n_steps: int
+    time_step_s: float
+    events: list[dict] = field(default_factory=list)
+    outputs: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (a deep copy; keys in field order)."""
+        d = dataclasses.asdict(self)
+        d["outputs"] = list(self.outputs)
+        return d
+
+    def to_json(self) -> str:
+        """``summary.json``'s text (indented, keys in field order)."""
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+
+def _registration_errors(rec: LoopRecord) -> dict[str, float]:
+    pose_err = np.array([ev["pose_error"] for ev in rec.events
+                         if ev["kind"] == "image" and ev.get("accepted")]).reshape(-1, 6)
+    if not pose_err.size:
+        return {}
+    return {"translation_rms_mm": float(np.sqrt(np.mean(np.sum(pose_err[:, :3]**2, 1)))),
+            "translation_max_mm": float(np.max(np.linalg.norm(pose_err[:, :3], axis=1))),
+            "rotation_rms_deg": float(np.sqrt(np.mean(np.sum(pose_err[:, 3:]**2, 1)))),
+            "rotation_max_deg": float(np.max(np.abs(pose_err[:, 3:])))}
+
+
+def summarize(rec: LoopRecord, beams: list[Beam], *, scene: Scene, imaging: str,
+              setup_wall_s: float = 0.0, localization: str = "") -> tuple[RunSummary, list[dict]]:
+    """The run's summary and its per-beam rows.
 
     Parameters
     ----------
@@ -57,18 +148,21 @@ def summarize(rec: LoopRecord, beams: list[Beam], *, scene, seed: int, imaging: 
     beams : list of Beam
         The plan.
     scene : Scene
-        Settings (name, tracking mode).
-    seed : int
-        Seed of the run.
+        The resolved scene that ran (name, seed, duration, tracking mode, clock).
     imaging : str
         Imaging seam used (``"xray"`` or ``"truth"``).
-    duration_s : float
-        Requested simulated duration (s).
     setup_wall_s : float
         Wall time spent building the patient, plan and robot before the loop (s).
     localization : str
         How the target position was measured at each X-ray pair (registration, or the
         sensor model of a soft-tissue target).
+
+    Returns
+    -------
+    summary : RunSummary
+    beam_rows : list of dict
+        Per beam: ``beam``, ``mu``, ``beam_on_s``, ``rms_mm``, ``mean_mm``, ``p95_mm``,
+        ``max_mm``.
     """
     on = rec.beam_on_s > 0
     w = rec.beam_on_s[on]
@@ -81,22 +175,15 @@ def summarize(rec: LoopRecord, beams: list[Beam], *, scene, seed: int, imaging: 
     sim_s = rec.n_steps * scene.simulation.time_step_s
     rate_mu_s = scene.plan.dose_rate_mu_per_min / 60.0
     images = rec.images
-    pose_err = np.array([ev["pose_error"] for ev in rec.events
-                         if ev["kind"] == "image" and ev.get("accepted")]).reshape(-1, 6)
-    reg = {}
-    if pose_err.size:
-        reg = {"translation_rms_mm": float(np.sqrt(np.mean(np.sum(pose_err[:, :3]**2, 1)))),
-               "translation_max_mm": float(np.max(np.linalg.norm(pose_err[:, :3], axis=1))),
-               "rotation_rms_deg": float(np.sqrt(np.mean(np.sum(pose_err[:, 3:]**2, 1)))),
-               "rotation_max_deg": float(np.max(np.abs(pose_err[:, 3:])))}
+    total_wall = rec.wall_s + setup_wall_s
     summary = {
         "scene": scene.name,
         "scene_file": str(scene.source) if scene.source else None,
-        "seed": int(seed),
+        "seed": int(scene.simulation.seed),
         "tracking_mode": scene.tracking.mode,
         "imaging": imaging,
         "target_localization": localization,
-        "duration_requested_s": float(duration_s),
+        "duration_requested_s": float(scene.simulation.duration_s),
         "simulated_s": sim_s,
         "stopped_early": rec.stopped_early,
         "plan_complete": rec.beams_completed == len(beams),
@@ -106,7 +193,7 @@ def summarize(rec: LoopRecord, beams: list[Beam], *, scene, seed: int, imaging: 
         "plan_beam_on_s": float(mu.sum()) / rate_mu_s,
         "plan_delivery_s": next((ev["time_s"] for ev in rec.events
                                  if ev["kind"] == "plan_complete"), None),
-        "mu_delivered": float(rec.mu_delivered.sum()) if rec.mu_delivered is not None else 0.0,
+        "mu_delivered": float(rec.mu_delivered.sum()),
         "targeting_error_mm": {k: stats[k] for k in ("rms", "mean", "p95", "max")},
         "within_0_5mm_fraction": stats["within_0_5mm"],
         "within_1mm_fraction": stats["within_1mm"],
@@ -118,21 +205,23 @@ def summarize(rec: LoopRecord, beams: list[Beam], *, scene, seed: int, imaging: 
         "beam_hold_s_by_reason": rec.hold_s_by_reason,
         "images": {"total": len(images), "rejected": sum(not r.accepted for r in images),
                    "blank": sum(r.blank for r in images)},
-        "registration_error_vs_truth": reg,
+        "registration_error_vs_truth": _registration_errors(rec),
         "realtime_factor": sim_s / rec.wall_s if rec.wall_s > 0 else None,
+        "realtime_factor_with_setup": sim_s / total_wall if total_wall > 0 else None,
         "loop_wall_s": rec.wall_s,
         "setup_wall_s": setup_wall_s,
+        "imaging_wall_s": rec.imaging_wall_s,
         "mean_step_ms": 1e3 * rec.step_wall_s / max(rec.n_steps, 1),
         "n_steps": rec.n_steps,
         "time_step_s": scene.simulation.time_step_s,
         "events": rec.events,
     }
-    return _round(summary), rows
+    return RunSummary(**_round(summary)), rows
 
 
-def write_summary(path: Path, summary: dict) -> None:
-    """Write ``summary.json`` (UTF-8, indented, keys in insertion order)."""
-    Path(path).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+def write_summary(path: Path, summary: RunSummary) -> None:
+    """Write ``summary.json`` (UTF-8, indented, keys in field order)."""
+    Path(path).write_text(summary.to_json(), encoding="utf-8")
 
 
 def write_beams_csv(path: Path, rows: list[dict]) -> None:

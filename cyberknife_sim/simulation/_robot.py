@@ -11,13 +11,20 @@ The robot is "arrived" at a node once the actual axis passes within
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numpy.typing import NDArray
 
-from ._loop import Beam
+from ..plan import Beam
+from ..scene import Scene
+from ._seams import RobotSeam
+
+if TYPE_CHECKING:
+    from ..robot import RobotController
 
 __all__ = ["ARRIVAL_SOURCE_MM", "ARRIVAL_TOLERANCE_MM", "ControllerRobot",
-           "beams_from_plan", "build_plan_and_robot"]
+           "build_plan_and_robot"]
 
 ARRIVAL_TOLERANCE_MM = 0.3
 """Axis-to-commanded-target distance below which the robot counts as at the node (mm)."""
@@ -26,22 +33,11 @@ ARRIVAL_SOURCE_MM = 5.0
 """Source-to-commanded-source distance below which the robot counts as at the node (mm)."""
 
 
-def beams_from_plan(plan) -> list[Beam]:
-    """The loop's beams from a :class:`cyberknife_sim.plan.Plan` (delivery order)."""
-    out = []
-    for b in plan.beams:
-        out.append(Beam(node=int(b.node.index), source_room=np.array(b.source_room, float),
-                        direction_room=np.array(b.direction_room, float), mu=float(b.mu),
-                        aim_room=np.array(b.aim_room, float),
-                        joints_deg=None if b.joints_deg is None
-                        else np.array(b.joints_deg, float)))
-    return out
-
-
 class ControllerRobot:
-    """Loop seam around a :class:`~cyberknife_sim.robot.RobotController` (see module doc)."""
+    """Loop seam around a :class:`~cyberknife_sim.robot.RobotController` (see module doc);
+    satisfies :class:`._seams.RobotSeam`."""
 
-    def __init__(self, controller):
+    def __init__(self, controller: RobotController):
         from ..robot._control import compensated_pointing
 
         self._pointing = compensated_pointing
@@ -93,23 +89,30 @@ class ControllerRobot:
         the last :meth:`step`)."""
         return self._axis
 
+    def joints_deg(self) -> NDArray[np.float64]:
+        """The simulated joint angles (deg)."""
+        return self.controller.joints_deg
 
-def build_plan_and_robot(scene, *, rng: np.random.Generator, beams=None, robot=None):
+
+def build_plan_and_robot(scene: Scene, *, rng: np.random.Generator,
+                         beams: list[Beam] | None = None, robot: RobotSeam | None = None
+                         ) -> tuple[list[Beam], RobotSeam]:
     """The scene's plan (file or generated) and the robot seam, built on one RobotWorld.
 
     Returns
     -------
     beams : list of Beam
-    robot : ControllerRobot (or the one passed in)
+        The plan's beams in delivery order.
+    robot : RobotSeam
+        A :class:`ControllerRobot`, or the one passed in.
     """
     from ..plan import plan_for_scene
-    from ..robot import RobotWorld
-    from ..robot._control import RobotController
+    from ..robot import RobotController, RobotWorld
 
     rng_plan, rng_robot = rng.spawn(2)
     world = RobotWorld(scene)
     if beams is None:
-        beams = beams_from_plan(plan_for_scene(scene, world, rng_plan))
+        beams = list(plan_for_scene(scene, world, rng_plan).beams)
     if robot is None:
         ctrl = RobotController(world, rng=rng_robot)
         if beams and beams[0].joints_deg is not None:

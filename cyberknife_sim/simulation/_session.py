@@ -1,52 +1,142 @@
-"""One simulated treatment from a scene: build the parts, run the loop, write the outputs."""
+"""One simulated treatment from a scene: build the parts, run the loop, write the outputs.
+
+Random streams: the run's seed is split (``numpy.random.Generator.spawn``) into one
+independent stream per process — motion truth, marker camera, live-image noise, plan and
+robot — so that no process's draws depend on another's or on the run's length: the first
+60 s of a 120 s run are those of a 60 s run, bit for bit.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
+from ..errors import CksimError, InputError
 from ..motion import MarkerCamera, MotionTruth
-from ._imaging import Imager, ImagingMethod, make_imager
-from ._loop import Beam, LoopOptions, LoopRecord, StoppedEarly, run_loop
-from ._outputs import summarize, write_beams_csv, write_summary, write_timeseries_csv
+from ..plan import Beam
+from ..scene import Scene, scene_to_yaml
+from ._imaging import make_imager
+from ._loop import StoppedEarly, TreatmentLoop
+from ._outputs import (
+    TIMESERIES_COLUMNS,
+    RunSummary,
+    summarize,
+    write_beams_csv,
+    write_summary,
+    write_timeseries_csv,
+)
+from ._record import LoopRecord
+from ._seams import ImagerSeam, RobotSeam
 
-__all__ = ["RunResult", "simulate", "write_run", "write_video"]
+__all__ = ["RunResult", "build_loop", "resolve_scene", "simulate", "write_run", "write_video"]
+
+ImagingMethod = Literal["xray", "truth"]
 
 
 @dataclass
 class RunResult:
-    """A finished (or stopped) run: the record, the plan and the summary."""
+    """A finished (or stopped) run.
 
+    Attributes
+    ----------
+    scene : Scene
+        The resolved scene that ran (seed and duration overrides applied).
+    summary : RunSummary
+        What ``summary.json`` holds.
+    record : LoopRecord
+        Every step's arrays and the event log.
+    beams : list of Beam
+        The plan in delivery order.
+    beam_rows : list of dict
+        Per-beam statistics (``beams.csv``).
+    robot : RobotSeam
+        The robot that ran (the PyBullet one renders the video).
+    """
+
+    scene: Scene
+    summary: RunSummary
     record: LoopRecord
     beams: list[Beam]
-    summary: dict
     beam_rows: list[dict]
-    robot: object = None
+    robot: RobotSeam
+
+    @property
+    def timeseries(self) -> dict[str, NDArray]:
+        """The time series as arrays, one per ``timeseries.csv`` column (room mm, s; the
+        ``holds`` and ``events`` columns are left to the CSV), each of length ``n_steps``."""
+        rec = self.record
+        out: dict[str, NDArray] = {"time_s": rec.time_s}
+        for name, arr in (("target_true", rec.target_true), ("target_est", rec.target_commanded),
+                          ("beam_source", rec.beam_source)):
+            for j, a in enumerate("xyz"):
+                out[f"{name}_{a}_mm"] = arr[:, j]
+        for j, a in enumerate("xyz"):
+            out[f"beam_dir_{a}"] = rec.beam_direction[:, j]
+        out["error_mm"] = np.linalg.norm(rec.error_vec, axis=1)
+        for c, v in rec.components.items():
+            out[f"err_{c}_mm"] = np.linalg.norm(v, axis=1)
+        out.update(beam_on=(rec.beam_on_s > 0).astype(np.int64), beam_on_s=rec.beam_on_s,
+                   beam=rec.beam_index, ext_true_mm=rec.ext_true,
+                   ext_predicted_mm=rec.ext_predicted, robot_following_mm=rec.robot_error_mm)
+        assert list(out) == TIMESERIES_COLUMNS[:-2]
+        return out
 
 
-def _scene_for(scene, *, seed: int | None, duration_s: float | None):
+def resolve_scene(scene: Scene, *, seed: int | None = None,
+                  duration_s: float | None = None) -> Scene:
+    """``scene`` with the seed and duration overrides applied (validated like the file)."""
     sim = scene.simulation
-    update = {}
+    update: dict = {}
     if seed is not None:
-        update["seed"] = int(seed)
+        update["seed"] = seed
     if duration_s is not None:
-        if not duration_s > 0:
-            from ..errors import InputError
-            raise InputError(f"--duration-s must be positive (got {duration_s})")
-        update["duration_s"] = float(duration_s)
-    if update:
-        sim = sim.model_copy(update=update)
-        scene = scene.model_copy(update={"simulation": sim})
-    return scene
+        update["duration_s"] = duration_s
+    if not update:
+        return scene
+    from ..scene import scene_from_dict
+
+    data = scene.model_dump(mode="json")
+    data["simulation"] = {**sim.model_dump(mode="json"), **update}
+    origin = "--seed/--duration-s"
+    resolved = scene_from_dict(data, origin=origin)
+    return resolved.model_copy(update={"source": scene.source})
 
 
-def simulate(scene, *, seed: int | None = None, duration_s: float | None = None,
-             imaging: ImagingMethod | Imager = "xray", options: LoopOptions | None = None,
-             robot=None, beams: list[Beam] | None = None,
+def build_loop(scene: Scene, *, seed: int | None = None, duration_s: float | None = None,
+               imaging: ImagingMethod | ImagerSeam = "xray", robot: RobotSeam | None = None,
+               beams: list[Beam] | None = None,
+               video_every_s: float | None = None) -> TreatmentLoop:
+    """Build every part of a run of ``scene`` and the :class:`TreatmentLoop` that drives them,
+    ready to :meth:`~TreatmentLoop.run` (or to step through event by event). Parameters as
+    :func:`simulate`."""
+    scene = resolve_scene(scene, seed=seed, duration_s=duration_s)
+    sim = scene.simulation
+    rng_truth, rng_camera, rng_imaging, rng_plan = np.random.default_rng(sim.seed).spawn(4)
+    truth = MotionTruth.from_scene(scene, rng_truth)
+    camera = MarkerCamera(scene.tracking.markers, truth, rng_camera)
+    if beams is None or robot is None:
+        from ._robot import build_plan_and_robot
+
+        beams, robot = build_plan_and_robot(scene, rng=rng_plan, beams=beams, robot=robot)
+    if isinstance(imaging, str):
+        if imaging not in ("xray", "truth"):
+            raise InputError(f"imaging must be xray or truth (got {imaging!r})")
+        imager: ImagerSeam = make_imager(imaging, scene, rng=rng_imaging)
+    else:
+        imager = imaging
+    return TreatmentLoop(scene, beams=beams, truth=truth, camera=camera, imager=imager,
+                         robot=robot, duration_s=sim.duration_s, snapshot_every_s=video_every_s)
+
+
+def simulate(scene: Scene, *, seed: int | None = None, duration_s: float | None = None,
+             imaging: ImagingMethod | ImagerSeam = "xray", robot: RobotSeam | None = None,
+             beams: list[Beam] | None = None,
              progress: Callable[[int, int], None] | None = None,
              video_every_s: float | None = None) -> RunResult:
     """Simulate one treatment of ``scene``.
@@ -54,17 +144,16 @@ def simulate(scene, *, seed: int | None = None, duration_s: float | None = None,
     Parameters
     ----------
     scene : Scene
-        The scene (its ``simulation.seed`` and ``duration_s`` unless overridden).
+        The scene; it defines the run (its ``simulation.seed`` and ``duration_s`` unless
+        overridden here).
     seed : int, optional
         Overrides ``scene.simulation.seed``.
     duration_s : float, optional
         Overrides ``scene.simulation.duration_s`` (s); the run also ends when the plan is
         delivered.
-    imaging : {"xray", "truth"} or Imager
-        The imaging seam: live X-ray pair + registration, or ideal registration (or an
-        :class:`Imager` instance, e.g. a test double).
-    options : LoopOptions
-        Loop constants.
+    imaging : {"xray", "truth"} or ImagerSeam
+        The imaging seam: live X-ray pair + registration, or ideal registration (ablation),
+        or an imager instance (e.g. a test double).
     robot, beams : optional
         Replace the PyBullet robot and the generated plan (tests, ablations).
     progress : callable, optional
@@ -75,73 +164,67 @@ def simulate(scene, *, seed: int | None = None, duration_s: float | None = None,
     Returns
     -------
     RunResult
-        Also for a run stopped by an interlock or Ctrl-C (``summary["stopped_early"]``).
-        A run that raised carries its partial result in the :class:`StoppedEarly` raised.
+        Also for a run stopped by an interlock or Ctrl-C (``summary.stopped_early``).
+
+    Raises
+    ------
+    StoppedEarly
+        When a part raised; carries the partial :class:`RunResult` in ``.result``.
+    InputError
+        Bad overrides (one line).
     """
-    options = options or LoopOptions()
-    scene = _scene_for(scene, seed=seed, duration_s=duration_s)
-    sim = scene.simulation
-    root = np.random.default_rng(sim.seed)
-    rng_truth, rng_camera, rng_imaging, rng_plan = root.spawn(4)
     wall0 = time.perf_counter()
-    truth = MotionTruth.from_scene(scene, rng_truth)
-    camera = MarkerCamera(scene.tracking.markers, truth, rng_camera)
-    if beams is None or robot is None:
-        from ._robot import build_plan_and_robot
-        beams, robot = build_plan_and_robot(scene, rng=rng_plan, beams=beams, robot=robot)
-    if isinstance(imaging, Imager):
-        imager = imaging
-    else:
-        imager = make_imager(imaging, scene, rng=rng_imaging,
-                             target_localization_sigma_mm=options.target_localization_sigma_mm,
-                             blank_times_s=tuple(getattr(sim, "blank_xray_at_s", ()) or ()))
+    loop = build_loop(scene, seed=seed, duration_s=duration_s, imaging=imaging, robot=robot,
+                      beams=beams, video_every_s=video_every_s)
+    scene, beams, imager, robot = loop.scene, loop.beams, loop.imager, loop.robot
     setup_wall = time.perf_counter() - wall0
-    n_total = max(1, int(np.floor(sim.duration_s / sim.time_step_s + 1e-9)))
-    cb = None if progress is None else (lambda k: progress(k, n_total))
+    cb = None if progress is None else (lambda k: progress(k, loop.n_steps))
     try:
-        rec = run_loop(scene, beams=beams, truth=truth, camera=camera, imager=imager,
-                       robot=robot, duration_s=sim.duration_s, options=options,
-                       progress=cb, snapshot_every_s=video_every_s)
+        rec = loop.run(cb)
     except StoppedEarly as exc:
-        exc.result = _result(exc.record, beams, scene, imager, setup_wall)
-        exc.result.robot = robot
+        exc.result = _result(exc.record, beams, scene, imager, robot, setup_wall)
         raise
-    result = _result(rec, beams, scene, imager, setup_wall)
-    result.robot = robot
-    return result
+    return _result(rec, beams, scene, imager, robot, setup_wall)
 
 
-def _result(rec, beams, scene, imager, setup_wall) -> RunResult:
-    summary, rows = summarize(rec, beams, scene=scene, seed=scene.simulation.seed,
-                              imaging=imager.method, duration_s=scene.simulation.duration_s,
+def _result(rec: LoopRecord, beams: list[Beam], scene: Scene, imager: ImagerSeam,
+            robot: RobotSeam, setup_wall: float) -> RunResult:
+    summary, rows = summarize(rec, beams, scene=scene, imaging=imager.method,
                               setup_wall_s=setup_wall, localization=imager.localization)
-    return RunResult(record=rec, beams=beams, summary=summary, beam_rows=rows)
+    return RunResult(scene=scene, summary=summary, record=rec, beams=beams, beam_rows=rows,
+                     robot=robot)
 
 
 def write_run(out_dir: str | Path, result: RunResult, *, plots: bool = True,
               video: bool = False) -> dict[str, Path]:
-    """Write ``summary.json``, ``timeseries.csv``, ``beams.csv``, plots and ``report.html``;
-    with ``video``, ``robot.gif`` from the joint snapshots (``simulate(video_every_s=...)``).
+    """Write the run folder: ``scene.yaml`` (the resolved scene, so that
+    ``cksim run DIR/scene.yaml`` reproduces the run), ``summary.json``, ``timeseries.csv``,
+    ``beams.csv``, plots and ``report.html``; with ``video``, ``robot.gif`` from the joint
+    snapshots (``simulate(video_every_s=...)``).
 
     Returns
     -------
     dict
-        Name → path of each file written.
+        Name → path of each file written. ``result.summary`` gets the list of outputs.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"summary": out / "summary.json", "timeseries": out / "timeseries.csv",
-             "beams": out / "beams.csv"}
+    files = {"scene": out / "scene.yaml", "summary": out / "summary.json",
+             "timeseries": out / "timeseries.csv", "beams": out / "beams.csv"}
+    files["scene"].write_text(scene_to_yaml(result.scene), encoding="utf-8")
     write_timeseries_csv(files["timeseries"], result.record)
     write_beams_csv(files["beams"], result.beam_rows)
     if plots:
         from ..report import write_plots, write_report
-        pngs = write_plots(out, result.record, result.beams, result.summary)
-        files["report"] = write_report(out, result.summary, result.beam_rows, pngs)
+
+        plain = result.summary.to_dict()
+        pngs = write_plots(out, result.record, result.beams, plain)
+        files["report"] = write_report(out, plain, result.beam_rows, pngs)
         files.update({p.stem: p for p in pngs})
     if video:
         files["video"] = write_video(out / "robot.gif", result)
-    result.summary["outputs"] = sorted(p.name for p in files.values()) + ["summary.json"]
+    result.summary = replace(result.summary,
+                             outputs=tuple(sorted({p.name for p in files.values()})))
     write_summary(files["summary"], result.summary)
     return files
 
@@ -157,13 +240,12 @@ def write_video(path: Path, result: RunResult, *, size: tuple[int, int] = (320, 
     """
     from PIL import Image
 
-    from ..errors import CksimError
+    from ._robot import ControllerRobot
 
     snaps = result.record.snapshots
-    ctrl = getattr(result.robot, "controller", None)
-    if not snaps or ctrl is None:
+    if not snaps or not isinstance(result.robot, ControllerRobot):
         raise CksimError("--video: no robot snapshots were recorded (needs the PyBullet robot)")
-    world = ctrl.world
+    world = result.robot.controller.world
     frames = []
     for _, q in snaps:
         world.set_joints(q)

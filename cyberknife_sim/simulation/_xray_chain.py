@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from ..anatomy import load_patient
 from ..geometry import apply_transform, matrix_from_pose
 from ..imaging import DrrRenderer, XrayModel, imaging_pair
-from ..registration import Registration2D3D
+from ..registration import Registration2D3D, RegistrationResult
 
 __all__ = ["XrayChain"]
 
@@ -60,25 +60,20 @@ class XrayChain:
         return [self.xray.simulate(li, self.rng) for li in self.renderer.render(room_from_ct)]
 
     def image_and_register(self, pose_true: NDArray[np.float64], *, blank: bool = False
-                           ) -> tuple[NDArray[np.float64], NDArray[np.float64], bool, str, float]:
+                           ) -> tuple[RegistrationResult, NDArray[np.float64]]:
         """Image the anatomy at ``pose_true`` (mm, deg) and register the pair.
 
         Returns
         -------
-        pose : ndarray, shape (6,)
-            Registered pose (mm, deg).
+        result : RegistrationResult
+            The registration's result, unchanged.
         target_room : ndarray, shape (3,)
             The patient's target at the registered pose,
             ``apply_transform(result.room_from_ct, target_ct)`` (mm, room).
-        accepted : bool
-        reason : str
-        elapsed_ms : float
         """
         images = self.live_pair(pose_true, blank=blank)
         res = self.registration.register(images, initial_pose=self.last_pose)
         if res.accepted:
             self.last_pose = np.array(res.pose, dtype=np.float64)
-        reason = "" if res.accepted else res.reason
         target_room = apply_transform(res.room_from_ct, self.patient.target_ct_mm)
-        return (np.array(res.pose, dtype=np.float64), np.asarray(target_room, np.float64),
-                bool(res.accepted), reason, res.elapsed_ms)
+        return res, np.asarray(target_room, np.float64)

@@ -5,7 +5,6 @@ from ._correlation import (
     CorrelationStatus,
     DualCorrelation,
     PolynomialCorrelation,
-    RollingCorrelation,
     VelocityCorrelation,
     make_correlation_model,
 )
@@ -21,6 +20,7 @@ from ._predictors import (
     make_predictor,
     relative_rms,
 )
+from ._rolling import RollingCorrelation
 
 __all__ = [
     "CorrelationModel",

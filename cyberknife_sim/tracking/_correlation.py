@@ -20,7 +20,6 @@ kept in ``fallback_reason``), so a model is always usable.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["CorrelationModel", "CorrelationStatus", "DualCorrelation", "PolynomialCorrelation",
-           "RollingCorrelation", "VelocityCorrelation", "make_correlation_model"]
+           "VelocityCorrelation", "make_correlation_model"]
 
 ModelName = Literal["linear", "quadratic", "dual", "linear_velocity"]
 MODELS: tuple[str, ...] = ("linear", "quadratic", "dual", "linear_velocity")
@@ -308,66 +307,3 @@ class CorrelationStatus:
         ok = rms <= max_residual_mm and not prediction_error_mm > max_residual_mm
         return cls(model_ok=ok, residual_mm=rms, prediction_error_mm=prediction_error_mm,
                    n_points=int(ext.size))
-
-
-class RollingCorrelation:
-    """Keeps the last ``n_points`` X-ray points and refits the model on each new one.
-
-    Parameters
-    ----------
-    model : {"linear", "quadratic", "dual", "linear_velocity"} or CorrelationModel
-        Model type (or an instance to refit).
-    n_points : int, keyword-only
-        Window length (oldest points dropped).
-    max_residual_mm : float
-        Limit on the fit residual and on the new point's error that flags the model as bad.
-    """
-
-    def __init__(self, model: ModelName | CorrelationModel = "dual", *, n_points: int = 12,
-                 max_residual_mm: float = 1.5):
-        if n_points < 1:
-            raise ValueError(f"n_points must be >= 1 (got {n_points})")
-        self.model = make_correlation_model(model) if isinstance(model, str) else model
-        self.n_points = int(n_points)
-        self.max_residual_mm = float(max_residual_mm)
-        self._ext: deque[float] = deque(maxlen=self.n_points)
-        self._vel: deque[float] = deque(maxlen=self.n_points)
-        self._int: deque[NDArray[np.float64]] = deque(maxlen=self.n_points)
-        self.status: CorrelationStatus | None = None
-
-    @property
-    def fitted(self) -> bool:
-        """True once at least one point has been added."""
-        return self.status is not None
-
-    def add(self, ext: float, internal: ArrayLike, ext_velocity: float = 0.0
-            ) -> CorrelationStatus:
-        """Add an X-ray point (external mm, internal (d,) mm, external velocity mm/s), refit.
-
-        Returns
-        -------
-        CorrelationStatus
-            With the error of the old model at this point and the new fit's residual.
-        """
-        y = np.asarray(internal, dtype=np.float64).reshape(-1)
-        if not (np.isfinite(ext) and np.isfinite(ext_velocity) and np.all(np.isfinite(y))):
-            raise ValueError("correlation point must be finite")
-        pred_err = float("nan")
-        if self.fitted:
-            pred_err = float(np.linalg.norm(self.model.predict_one(ext, ext_velocity) - y))
-        self._ext.append(float(ext))
-        self._vel.append(float(ext_velocity))
-        self._int.append(y)
-        e = np.fromiter(self._ext, float)
-        v = np.fromiter(self._vel, float)
-        yy = np.stack(self._int)
-        self.status = CorrelationStatus.after_fit(self.model, e, yy, v,
-                                                  prediction_error_mm=pred_err,
-                                                  max_residual_mm=self.max_residual_mm)
-        return self.status
-
-    def predict_one(self, ext: float, ext_velocity: float = 0.0) -> NDArray[np.float64]:
-        """Internal position (d,) (mm) from the current model."""
-        if not self.fitted:
-            raise RuntimeError("no correlation point added yet")
-        return self.model.predict_one(ext, ext_velocity)
