@@ -142,8 +142,8 @@ class NoisyImager(TruthImager):
         self.sigma_mm, self.sigma_deg = sigma_mm, sigma_deg
         self.noise_rng = np.random.default_rng(seed + 1)
 
-    def _register(self, time_s, pose_imaged, *, blank):
-        reg, tgt = super()._register(time_s, pose_imaged, blank=blank)
+    def _register(self, time_s, pose_imaged, *, blank, rng):
+        reg, tgt = super()._register(time_s, pose_imaged, blank=blank, rng=rng)
         if reg.accepted:
             pose = reg.pose + np.concatenate([self.noise_rng.normal(0, self.sigma_mm, 3),
                                               self.noise_rng.normal(0, self.sigma_deg, 3)])

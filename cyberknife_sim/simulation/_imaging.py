@@ -105,7 +105,9 @@ class Imager:
     Parameters
     ----------
     rng : numpy.random.Generator
-        Source of the sensor-model noise (and of the X-ray noise for ``"xray"``).
+        One seed is drawn from it here; exposure ``k`` draws its X-ray noise and its
+        sensor-model noise from generators keyed by (that seed, ``k``), so an image's noise
+        does not depend on what earlier images drew (nor on the run's length).
     breathing_moves_spine : bool
         True: the pair images the breathing offset with the vertebrae (spinal target);
         False: it shows the spine only and the offset is measured by the sensor model.
@@ -120,7 +122,8 @@ class Imager:
     def __init__(self, *, rng: np.random.Generator, breathing_moves_spine: bool = True,
                  target_localization_sigma_mm: float = 0.1,
                  blank_times_s: tuple[float, ...] = ()):
-        self.rng = rng
+        self._seed = int(rng.integers(0, 2**63 - 1))
+        self.exposures = 0
         self.breathing_moves_spine = bool(breathing_moves_spine)
         self.sigma_mm = float(target_localization_sigma_mm)
         self._pending_blanks = sorted(float(t) for t in blank_times_s)
@@ -149,17 +152,22 @@ class Imager:
         imaged = np.array(pose_true, dtype=np.float64)
         if self.breathing_moves_spine:  # translation(o) @ matrix_from_pose(p): adds o to t
             imaged[:3] += target_offset_true_room
-        reg, target_room = self._register(time_s, imaged, blank=blank)
+        k = self.exposures
+        self.exposures += 1
+        reg, target_room = self._register(time_s, imaged, blank=blank,
+                                          rng=np.random.default_rng([self._seed, k, 0]))
         if not self.breathing_moves_spine:
+            sensor = np.random.default_rng([self._seed, k, 1])
             target_room = target_room + target_offset_true_room \
-                + self.rng.normal(0.0, self.sigma_mm, 3)
+                + sensor.normal(0.0, self.sigma_mm, 3)
         return ImageResult(time_s=float(time_s), registration=reg, pose_true=imaged,
                            target_room=np.asarray(target_room, np.float64), blank=blank)
 
-    def _register(self, time_s: float, pose_imaged: NDArray[np.float64], *, blank: bool
-                  ) -> tuple[RegistrationResult, NDArray[np.float64]]:
+    def _register(self, time_s: float, pose_imaged: NDArray[np.float64], *, blank: bool,
+                  rng: np.random.Generator) -> tuple[RegistrationResult, NDArray[np.float64]]:
         """The registration result of a pair of the anatomy at ``pose_imaged`` and the
-        measured target at the planned target point (3,) (mm, room)."""
+        measured target at the planned target point (3,) (mm, room); ``rng`` is this
+        exposure's noise."""
         raise NotImplementedError
 
 
@@ -172,7 +180,7 @@ class TruthImager(Imager):
 
     method = "truth"
 
-    def _register(self, time_s, pose_imaged, *, blank):
+    def _register(self, time_s, pose_imaged, *, blank, rng):
         return truth_registration(pose_imaged, blank=blank)
 
 
@@ -193,10 +201,10 @@ class XrayImager(Imager):
         super().__init__(**kwargs)
         from ._xray_chain import XrayChain  # heavy imports only when used
 
-        self.chain = XrayChain(scene, rng=self.rng)
+        self.chain = XrayChain(scene)
 
-    def _register(self, time_s, pose_imaged, *, blank):
-        return self.chain.image_and_register(pose_imaged, blank=blank)
+    def _register(self, time_s, pose_imaged, *, blank, rng):
+        return self.chain.image_and_register(pose_imaged, blank=blank, rng=rng)
 
 
 def truth_registration(pose: NDArray[np.float64], *, blank: bool = False

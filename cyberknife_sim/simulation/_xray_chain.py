@@ -29,13 +29,13 @@ class XrayChain:
     ----------
     scene : Scene
         Patient, room imaging geometry and X-ray physics.
-    rng : numpy.random.Generator
-        Noise of the live images.
+    rng : numpy.random.Generator, optional
+        Noise of the live images when a call passes none.
     """
 
-    def __init__(self, scene, *, rng: np.random.Generator):
+    def __init__(self, scene, *, rng: np.random.Generator | None = None):
         im = scene.room.imaging
-        self.rng = rng
+        self.rng = rng if rng is not None else np.random.default_rng(0)
         self.patient = load_patient(scene)
         self.views = imaging_pair(im)
         target = self.patient.target_ct_mm
@@ -49,19 +49,23 @@ class XrayChain:
             open_field_counts=self.xray.open_field_counts)
         self.last_pose: NDArray[np.float64] | None = None
 
-    def live_pair(self, pose_true: NDArray[np.float64], *, blank: bool = False
-                  ) -> list[NDArray[np.uint16]]:
-        """Two live images (uint16 counts) of the anatomy at ``pose_true`` (mm, deg)."""
+    def live_pair(self, pose_true: NDArray[np.float64], *, blank: bool = False,
+                  rng: np.random.Generator | None = None) -> list[NDArray[np.uint16]]:
+        """Two live images (uint16 counts) of the anatomy at ``pose_true`` (mm, deg), with
+        noise from ``rng`` (default: the chain's generator)."""
+        rng = self.rng if rng is None else rng
         if blank:
             sigma = self.xray.settings.electronic_noise_counts
-            return [np.clip(np.round(self.rng.normal(0.0, sigma, v.shape)), 0, 65535
+            return [np.clip(np.round(rng.normal(0.0, sigma, v.shape)), 0, 65535
                             ).astype(np.uint16) for v in self.views]
         room_from_ct = matrix_from_pose(pose_true) @ self.patient.planned_room_from_ct
-        return [self.xray.simulate(li, self.rng) for li in self.renderer.render(room_from_ct)]
+        return [self.xray.simulate(li, rng) for li in self.renderer.render(room_from_ct)]
 
-    def image_and_register(self, pose_true: NDArray[np.float64], *, blank: bool = False
+    def image_and_register(self, pose_true: NDArray[np.float64], *, blank: bool = False,
+                           rng: np.random.Generator | None = None
                            ) -> tuple[RegistrationResult, NDArray[np.float64]]:
-        """Image the anatomy at ``pose_true`` (mm, deg) and register the pair.
+        """Image the anatomy at ``pose_true`` (mm, deg) with noise from ``rng`` and register
+        the pair.
 
         Returns
         -------
@@ -71,7 +75,7 @@ class XrayChain:
             The patient's target at the registered pose,
             ``apply_transform(result.room_from_ct, target_ct)`` (mm, room).
         """
-        images = self.live_pair(pose_true, blank=blank)
+        images = self.live_pair(pose_true, blank=blank, rng=rng)
         res = self.registration.register(images, initial_pose=self.last_pose)
         if res.accepted:
             self.last_pose = np.array(res.pose, dtype=np.float64)
