@@ -11,12 +11,18 @@ Plan file (JSON)::
     {"format": "cksim-plan", "version": 1, "sad_mm": 800, "dose_rate_mu_per_min": 1000,
      "target_room": [0, 0, 0],
      "beams": [{"node": 0, "source_room": [x, y, z], "aim_room": [x, y, z], "mu": 100,
-                "collimator_mm": 20, "joints_deg": [6 numbers] (optional)}, ...]}
+                "collimator_mm": 20, "joints_deg": [6 numbers] (optional)}, ...],
+     "rejected": [{"source_room": [x, y, z], "reason": "..."}, ...] (optional)}
+
+Floats are written with ``repr`` precision, so a plan read back is bit-identical.
+Generated plans are cached on disk (:mod:`cyberknife_sim.plan_cache`); see
+:func:`plan_for_scene`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,9 +42,14 @@ __all__ = [
     "generate_plan",
     "load_plan",
     "plan_for_scene",
+    "plan_from_dict",
+    "plan_to_dict",
 ]
 
 PLAN_FORMAT = "cksim-plan"
+PLAN_CODE_VERSION = 1
+"""Version of the plan generator's results (this module and the robot checks it uses);
+part of the plan cache key. Bump it when a change alters generated plans."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,8 @@ class Plan:
         Planned target (room mm).
     sad_mm, dose_rate_mu_per_min : float
     rejected : tuple of (ndarray (3,), str)
-        Candidate nodes rejected by the generator and why (empty for loaded plans).
+        Candidate nodes (room mm) rejected by the generator and why (as stored in the
+        file for loaded plans; empty when the file has none).
     """
 
     beams: tuple[Beam, ...]
@@ -145,26 +157,37 @@ class Plan:
 
     def to_json(self, path: str | Path) -> None:
         """Write the plan file (format in the module docstring)."""
-        data: dict[str, Any] = {
-            "format": PLAN_FORMAT, "version": 1, "sad_mm": self.sad_mm,
-            "dose_rate_mu_per_min": self.dose_rate_mu_per_min,
-            "target_room": self.target_room.tolist(),
-            "beams": [{"node": b.node.index, "source_room": b.source_room.tolist(),
-                       "aim_room": b.aim_room.tolist(), "mu": b.mu,
-                       "collimator_mm": b.collimator_mm,
-                       **({"joints_deg": b.joints_deg.tolist()}
-                          if b.joints_deg is not None else {})}
-                      for b in self.beams],
-        }
-        Path(path).write_text(json.dumps(data, indent=1), encoding="utf-8")
+        Path(path).write_text(json.dumps(plan_to_dict(self), indent=1), encoding="utf-8")
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """The plan file's JSON object (format in the module docstring); floats kept exact."""
+    data: dict[str, Any] = {
+        "format": PLAN_FORMAT, "version": 1, "sad_mm": plan.sad_mm,
+        "dose_rate_mu_per_min": plan.dose_rate_mu_per_min,
+        "target_room": plan.target_room.tolist(),
+        "beams": [{"node": b.node.index, "source_room": b.source_room.tolist(),
+                   "aim_room": b.aim_room.tolist(), "mu": b.mu,
+                   "collimator_mm": b.collimator_mm,
+                   **({"joints_deg": b.joints_deg.tolist()}
+                      if b.joints_deg is not None else {})}
+                  for b in plan.beams],
+    }
+    if plan.rejected:
+        data["rejected"] = [{"source_room": np.asarray(src, dtype=np.float64).tolist(),
+                             "reason": reason} for src, reason in plan.rejected]
+    return data
 
 
 def _vector(value: Any, n: int, where: str) -> NDArray[np.float64]:
+    if (type(value) is list and len(value) == n  # fast path: a JSON list of finite floats
+            and all(type(x) is float and math.isfinite(x) for x in value)):
+        return np.array(value, dtype=np.float64)
     try:
         v = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise InputError(f"{where}: expected {n} numbers (got {value!r:.60})") from None
-    if v.shape != (n,) or not np.all(np.isfinite(v)):
+    if v.shape != (n,) or not np.isfinite(v).all():
         raise InputError(f"{where}: expected {n} finite numbers (got {value!r:.60})")
     return v
 
@@ -192,6 +215,25 @@ def load_plan(path: str | Path) -> Plan:
         raise InputError(f"{path}: plan file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: cannot read plan JSON ({exc})") from None
+    return plan_from_dict(data, str(path))
+
+
+def plan_from_dict(data: Any, where: str) -> Plan:
+    """A plan from the plan file's JSON object (inverse of :func:`plan_to_dict`).
+
+    Parameters
+    ----------
+    data : object
+        The parsed JSON.
+    where : str
+        Prefix of error messages (the file name).
+
+    Raises
+    ------
+    InputError
+        One line naming ``where``, the key and the bad value.
+    """
+    path = where
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
         raise InputError(f"{path}: not a cksim plan (expected \"format\": \"{PLAN_FORMAT}\")")
     if data.get("version") != 1:
@@ -203,30 +245,45 @@ def load_plan(path: str | Path) -> Plan:
     if not isinstance(raw, list) or not raw:
         raise InputError(f"{path}: beams: expected a non-empty list")
     nodes: dict[int, Node] = {}
-    beams = []
-    for i, b in enumerate(raw):
-        where = f"{path}: beams[{i}]"
-        if not isinstance(b, dict):
-            raise InputError(f"{where}: expected an object")
-        unknown = set(b) - {"node", "source_room", "aim_room", "mu", "collimator_mm",
-                            "joints_deg"}
-        if unknown:
-            raise InputError(f"{where}: unknown key {sorted(unknown)[0]!r}")
-        idx = b.get("node")
-        if isinstance(idx, bool) or not isinstance(idx, int) or idx < 0:
-            raise InputError(f"{where}.node: expected an index >= 0 (got {idx!r:.40})")
-        src = _vector(b.get("source_room"), 3, f"{where}.source_room")
-        aim = _vector(b.get("aim_room", target.tolist()), 3, f"{where}.aim_room")
-        if np.linalg.norm(aim - src) < 1.0:
-            raise InputError(f"{where}: source_room and aim_room coincide")
-        if idx in nodes and not np.allclose(nodes[idx].source_room, src, atol=1e-6):
-            raise InputError(f"{where}.source_room: differs from earlier beams of node {idx}")
-        joints = (_vector(b["joints_deg"], 6, f"{where}.joints_deg") if "joints_deg" in b
-                  else None)
-        node = nodes.setdefault(idx, Node(idx, src, joints))
-        coll = _number(b.get("collimator_mm"), f"{where}.collimator_mm")
-        beams.append(Beam(node, aim, _number(b.get("mu"), f"{where}.mu"), coll, rate, joints))
-    return Plan(tuple(beams), target, sad, rate)
+    beams = [_beam_from_dict(b, f"{path}: beams[{i}]", target, rate, nodes)
+             for i, b in enumerate(raw)]
+    return Plan(tuple(beams), target, sad, rate, _rejected(data.get("rejected", []), path))
+
+
+def _beam_from_dict(b: Any, where: str, target: NDArray[np.float64], rate: float,
+                    nodes: dict[int, Node]) -> Beam:
+    """One beam of the plan file; ``nodes`` collects the nodes seen so far (by index)."""
+    if not isinstance(b, dict):
+        raise InputError(f"{where}: expected an object")
+    unknown = set(b) - {"node", "source_room", "aim_room", "mu", "collimator_mm", "joints_deg"}
+    if unknown:
+        raise InputError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    idx = b.get("node")
+    if isinstance(idx, bool) or not isinstance(idx, int) or idx < 0:
+        raise InputError(f"{where}.node: expected an index >= 0 (got {idx!r:.40})")
+    src = _vector(b.get("source_room"), 3, f"{where}.source_room")
+    aim = _vector(b.get("aim_room", target.tolist()), 3, f"{where}.aim_room")
+    if np.linalg.norm(aim - src) < 1.0:
+        raise InputError(f"{where}: source_room and aim_room coincide")
+    if idx in nodes and not (np.abs(nodes[idx].source_room - src)
+                             <= 1e-6 + 1e-5 * np.abs(src)).all():  # np.allclose, cheaper
+        raise InputError(f"{where}.source_room: differs from earlier beams of node {idx}")
+    joints = _vector(b["joints_deg"], 6, f"{where}.joints_deg") if "joints_deg" in b else None
+    node = nodes.setdefault(idx, Node(idx, src, joints))
+    coll = _number(b.get("collimator_mm"), f"{where}.collimator_mm")
+    return Beam(node, aim, _number(b.get("mu"), f"{where}.mu"), coll, rate, joints)
+
+
+def _rejected(raw: Any, path: str) -> tuple[tuple[NDArray[np.float64], str], ...]:
+    if not isinstance(raw, list):
+        raise InputError(f"{path}: rejected: expected a list")
+    out = []
+    for i, r in enumerate(raw):
+        where = f"{path}: rejected[{i}]"
+        if not isinstance(r, dict) or not isinstance(r.get("reason"), str):
+            raise InputError(f"{where}: expected an object with source_room and reason")
+        out.append((_vector(r.get("source_room"), 3, f"{where}.source_room"), r["reason"]))
+    return tuple(out)
 
 
 def candidate_nodes(n: int, sad_mm: float, target_room: NDArray[np.float64], *,
@@ -338,8 +395,27 @@ def generate_plan(scene: Scene, world: RobotWorld, rng: np.random.Generator) -> 
     return Plan(beams, target, ps.sad_mm, ps.dose_rate_mu_per_min, tuple(rejected))
 
 
-def plan_for_scene(scene: Scene, world: RobotWorld, rng: np.random.Generator) -> Plan:
-    """The scene's plan: ``scene.plan.file`` when given, else :func:`generate_plan`."""
+def plan_for_scene(scene: Scene, world: RobotWorld, rng: np.random.Generator, *,
+                   cache: bool = True) -> Plan:
+    """The scene's plan: ``scene.plan.file`` when given, else :func:`generate_plan`.
+
+    Parameters
+    ----------
+    scene : Scene
+    world : RobotWorld
+    rng : numpy.random.Generator
+        Passed to :func:`generate_plan`.
+    cache : bool
+        Generated plans come from / go to the on-disk plan cache
+        (:func:`cyberknife_sim.plan_cache.cached_plan`; folder ``$CKSIM_CACHE_DIR/plans`` or
+        the user cache folder, off with ``CKSIM_PLAN_CACHE=0``). A hit is bit-identical to
+        a fresh generation and leaves ``rng`` in the same state.
+    """
     if scene.plan.file is not None:
         return load_plan(scene.plan.file)
+    if cache:
+        from .plan_cache import cached_plan, plan_cache_enabled
+
+        if plan_cache_enabled():
+            return cached_plan(scene, world, rng)
     return generate_plan(scene, world, rng)

@@ -43,6 +43,36 @@ def test_json_round_trip(tmp_path):
     assert back.beams[0].node is back.beams[1].node
 
 
+def test_json_round_trip_is_bit_exact_and_keeps_rejected_nodes(tmp_path):
+    awkward = np.array([0.1 + 0.2, 1.0 / 3.0, -2.0**-40])  # floats with no short decimal form
+    n0 = Node(0, 800.0 * awkward / np.linalg.norm(awkward), np.array([np.pi, np.e, 1e-300,
+                                                                     -0.0, 5e-324, 123.456]))
+    beams = (Beam(n0, np.zeros(3), 1.0 / 7.0, 20.0, 1000.0, n0.joints_deg),
+             Beam(n0, awkward, 2.0 / 3.0, 20.0, 1000.0, n0.joints_deg * (1 + 2**-52)))
+    rejected = ((np.array([1.0 / 9.0, -800.0, 0.0]), "blocks imaging beam A"),
+                (np.array([0.0, -1.0 / 3.0, 800.0]), "collision: linac with couch"))
+    plan = Plan(beams, np.zeros(3), 800.0, 1000.0, rejected)
+    path = tmp_path / "plan.json"
+    plan.to_json(path)
+    back = load_plan(path)
+    for a, b in zip(plan.beams, back.beams, strict=True):
+        assert a.source_room.tobytes() == b.source_room.tobytes()
+        assert a.aim_room.tobytes() == b.aim_room.tobytes()
+        assert a.joints_deg.tobytes() == b.joints_deg.tobytes()
+        assert a.mu == b.mu
+    assert len(back.rejected) == 2
+    for (s1, r1), (s2, r2) in zip(plan.rejected, back.rejected, strict=True):
+        assert s1.tobytes() == s2.tobytes() and r1 == r2
+    # a plan without rejected nodes writes no "rejected" key; a bad one is named
+    _plan().to_json(path)
+    assert "rejected" not in json.loads(path.read_text()) and load_plan(path).rejected == ()
+    data = json.loads(path.read_text())
+    data["rejected"] = [{"source_room": [1, 2], "reason": "x"}]
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"rejected\[0\]\.source_room"):
+        load_plan(path)
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda d: d.update(format="x"), "not a cksim plan"),
     (lambda d: d["beams"][1].update(mu=-1), r"beams\[1\]\.mu: must be > 0"),

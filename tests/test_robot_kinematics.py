@@ -6,7 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cyberknife_sim.robot import RobotWorld, load_chain, room_from_base, traversal_time_s
+from cyberknife_sim.robot import (
+    RobotWorld,
+    load_chain,
+    pointing_error,
+    pointing_sigma_min,
+    room_from_base,
+    solve_pointing_ik,
+    traversal_time_s,
+)
+from cyberknife_sim.robot._ik import pointing_step
 from cyberknife_sim.scene import scene_from_dict
 
 
@@ -42,6 +51,47 @@ def test_jacobian_matches_finite_differences(world):
         np.testing.assert_allclose((p1 - p0) / (2 * h), jv[:, i], atol=1e-4)
         # direction derivative = omega x d
         np.testing.assert_allclose((d1 - d0) / (2 * h), np.cross(jw[:, i], d), atol=1e-7)
+
+
+def _numpy_reference_ik(chain, base, src, tgt, seed, *, tol=1e-4, max_iter=100):
+    """solve_pointing_ik's iteration written with the numpy pointing_step (the reference)."""
+    d = (tgt - src) / np.linalg.norm(tgt - src)
+    lever = float(np.linalg.norm(tgt - src))
+    q = np.clip(seed, chain.lower_rad, chain.upper_rad)
+    rest, gain, it = q.copy(), 0.1, 0
+    while it < max_iter:
+        it += 1
+        dq, ep, ea = pointing_step(chain, q, base, src, d, q_rest_rad=rest, lever_mm=lever,
+                                   null_gain=gain)
+        if ep < tol and ea < tol:
+            break
+        if ep + ea < 1.0:
+            gain = 0.0
+        q = np.clip(q + dq, chain.lower_rad, chain.upper_rad)
+    return q, it
+
+
+def test_compiled_ik_follows_the_numpy_reference_step_by_step(world):
+    chain, base = world.chain, world.room_from_base_mm
+    rng = np.random.default_rng(4)
+    converged = 0
+    for _ in range(12):
+        u = rng.normal(size=3)
+        u[1] = -abs(u[1])  # above the target
+        src = 800.0 * u / np.linalg.norm(u)
+        tgt = rng.uniform(-5.0, 5.0, 3)
+        seed = np.radians(world.default_seed_deg(src))
+        sol = solve_pointing_ik(chain, base, src, tgt, seed)
+        q_ref, it_ref = _numpy_reference_ik(chain, base, src, tgt, seed)
+        assert sol.iterations == it_ref
+        np.testing.assert_allclose(sol.q_rad, q_ref, atol=1e-9, rtol=0)
+        pe, ae = pointing_error(chain, sol.q_rad, base, src, tgt)
+        assert sol.position_error_mm == pytest.approx(pe, abs=1e-9)
+        assert sol.axis_error_mm == pytest.approx(ae, abs=1e-9)
+        assert sol.sigma_min == pytest.approx(pointing_sigma_min(
+            chain, sol.q_rad, base, lever_mm=float(np.linalg.norm(tgt - src))), rel=1e-9)
+        converged += sol.converged
+    assert converged >= 6  # the comparison covers converged solutions, not just failures
 
 
 def test_chain_limits_are_the_documented_ones():

@@ -1,9 +1,10 @@
-"""Kinematic chain of the robot + linac, read from the shipped URDF; FK and Jacobian in numpy.
+"""Kinematic chain of the robot + linac, read from the shipped URDF; FK and Jacobian.
 
 The URDF (``cyberknife_sim/data/robot/kr240_linac.urdf``) is the single source of truth for
 the joint origins, axes, limits and speeds; PyBullet loads the same file for collisions and
 rendering. Here lengths are **mm** (URDF metres × 1000) and angles radians; the public
-robot API converts to degrees.
+robot API converts to degrees. The hot kinematics (beam source, pointing Jacobian) run as
+compiled kernels (:mod:`._fastik`); :meth:`Chain.frames` (all joint frames) stays in numpy.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+
+from . import _fastik
+from ._fastik import pack_chain
 
 __all__ = [
     "JOINT_ACCEL_LIMIT_DEG_S2",
@@ -113,10 +117,24 @@ class Chain:
             out[i] = t
         return out, t @ self.flange_from_source_mm
 
+    @cached_property
+    def packed(self) -> NDArray[np.float64]:
+        """Joint offsets, flange → source, limits and axis indices packed for the compiled
+        kernels (:mod:`._fastik`), shape (KIN_SIZE,); computed once per chain."""
+        return pack_chain(self.origins_mm, self.axis_index, self.flange_from_source_mm,
+                          self.lower_rad, self.upper_rad)
+
     def pointing_jacobian(self, q_rad: NDArray[np.float64], base_mm: NDArray[np.float64]
                           ) -> tuple[NDArray[np.float64], NDArray[np.float64],
                                      NDArray[np.float64], NDArray[np.float64]]:
         """Source position, beam direction and their Jacobians (room frame).
+
+        Parameters
+        ----------
+        q_rad : ndarray, shape (6,)
+            Joint angles (rad).
+        base_mm : ndarray, shape (4, 4)
+            ``room_from_base`` (mm).
 
         Returns
         -------
@@ -128,20 +146,19 @@ class Chain:
         jw : ndarray, shape (3, 6)
             Angular velocity of the linac per joint rate (rad/rad).
         """
-        rot = base_mm[:3, :3]
-        pos = base_mm[:3, 3]
-        z = np.empty((6, 3))
-        o = np.empty((6, 3))
-        offsets = self.origins_mm[:, :3, 3]
-        for i in range(6):
-            pos = pos + rot @ offsets[i]
-            rot = rot @ _elementary(self.axis_index[i], float(q_rad[i]))
-            z[i] = rot[:, self.axis_index[i]]
-            o[i] = pos
-        p = pos + rot @ self.flange_from_source_mm[:3, 3]
-        d = rot @ self.flange_from_source_mm[:3, 2]
-        jv = cross_rows(z, p - o).T
-        return p, d, jv, z.T
+        return _fastik.pointing_jacobian(self.packed, _f64(base_mm), _f64(q_rad))
+
+    def source_axis(self, q_rad: NDArray[np.float64], base_mm: NDArray[np.float64]
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Source position (room mm) and unit beam direction at ``q_rad`` (rad): the forward
+        kinematics of :meth:`pointing_jacobian` without the Jacobian (same arithmetic, same
+        result)."""
+        return _fastik.source_axis(self.packed, _f64(base_mm), _f64(q_rad))
+
+
+def _f64(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``a`` as a C-contiguous float64 array (no copy when it already is one)."""
+    return np.ascontiguousarray(a, dtype=np.float64)
 
 
 _I1 = [1, 2, 0]

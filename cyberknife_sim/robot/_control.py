@@ -17,8 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.transform import Rotation
 
-from ._chain import _elementary, cross_rows
-from ._ik import _perp_basis, pointing_step
+from . import _fastik
 from ._world import RobotWorld, _vec3
 
 __all__ = ["RobotController", "compensated_pointing", "traversal_time_s"]
@@ -35,13 +34,7 @@ def _source_axis(chain, q_rad: NDArray[np.float64], base_mm: NDArray[np.float64]
                  ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Beam source (mm) and unit direction of ``q_rad``: the forward kinematics of
     ``chain.pointing_jacobian`` without the Jacobian (same arithmetic, same result)."""
-    rot = base_mm[:3, :3]
-    pos = base_mm[:3, 3]
-    offsets = chain.origins_mm[:, :3, 3]
-    for i in range(6):
-        pos = pos + rot @ offsets[i]
-        rot = rot @ _elementary(chain.axis_index[i], float(q_rad[i]))
-    return pos + rot @ chain.flange_from_source_mm[:3, 3], rot @ chain.flange_from_source_mm[:3, 2]
+    return chain.source_axis(q_rad, base_mm)
 
 
 def compensated_pointing(node_room: ArrayLike, planned_target_room: ArrayLike,
@@ -128,11 +121,22 @@ class RobotController:
         if self.encoder_noise_deg > 0.0 and rng is None:
             raise ValueError("encoder_noise_deg > 0 needs an rng (numpy.random.Generator)")
         self.rng = rng
-        self.planned_target_room = _vec3(planned_target_room, "planned_target_room")
-        self._base = world.room_from_base_mm
-        self._lo, self._hi = self.chain.lower_rad, self.chain.upper_rad
-        self._vmax, self._amax = self.chain.velocity_rad_s, self.chain.accel_rad_s2
+        self.planned_target_room = planned_target_room
+        f64 = np.ascontiguousarray
+        self._kin = self.chain.packed
+        self._base = f64(world.room_from_base_mm, dtype=np.float64)
+        self._dyn = f64(np.stack([self.chain.velocity_rad_s, self.chain.accel_rad_s2]),
+                        dtype=np.float64)
         self.reset(world.joints_deg)
+
+    @property
+    def planned_target_room(self) -> NDArray[np.float64]:
+        """The point the commanded node is aimed at in the plan (room mm, shape (3,))."""
+        return self._planned
+
+    @planned_target_room.setter
+    def planned_target_room(self, value: ArrayLike) -> None:
+        self._planned = np.ascontiguousarray(_vec3(value, "planned_target_room"))
 
     # ------------------------------------------------------------------ state
     def reset(self, q_deg: ArrayLike, *, time_s: float = 0.0) -> None:
@@ -141,17 +145,25 @@ class RobotController:
         if q.shape != (6,):
             raise ValueError(f"q_deg: expected 6 joint angles, got shape {q.shape}")
         self.time_s = float(time_s)
-        self._q = q.copy()
-        self._qd = np.zeros(6)
-        self._q_des = q.copy()
-        self._noise = np.zeros(6)
+        # one state vector for the compiled step (layout: _fastik.STATE_*); named views
+        st = self._state = np.zeros(_fastik.STATE_SIZE)
+        self._q, self._qd = st[_fastik.STATE_Q], st[_fastik.STATE_QD]
+        self._q_des, self._noise = st[_fastik.STATE_Q_DES], st[_fastik.STATE_NOISE]
+        self._q[:] = q
+        self._q_des[:] = q
+        # reused damped pseudo-inverse (see JACOBIAN_REUSE_RAD): joints and lever where it was
+        # computed (in the state; lever NaN = none yet), basis and A^T (A A^T + λ² I)^-1
+        st[_fastik.STATE_GAIN_LEVER] = math.nan
+        self._gain_basis = np.zeros((2, 3))
+        self._gain_pinv = np.zeros((6, 5))
         self._queue: deque[tuple[float, NDArray[np.float64]]] = deque([(-math.inf, q.copy())])
         self._node: NDArray[np.float64] | None = None
-        self._goal: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+        self._node_key = b""
+        self._goal = np.zeros((2, 3))  # commanded source (mm) and unit beam direction
+        self._has_goal = False
         self._axis: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
-        self._gain: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
-                          float] | None = None
-        self._turn: tuple[bytes, bytes, NDArray[np.float64]] | None = None
+        self._axis_in_state = False  # the last step left the beam axis in the state
+        self._turn: tuple[bytes, bytes, NDArray[np.float64], NDArray[np.float64]] | None = None
 
     @property
     def joints_deg(self) -> NDArray[np.float64]:
@@ -189,103 +201,85 @@ class RobotController:
             IK solution at the node (deg), e.g. from the plan.
         """
         node = np.asarray(node_room, dtype=np.float64)
-        # the rotated node offset changes only with the node or the rotation (cached)
+        node_key = node.tobytes()
+        # the rotated node offset and its direction change only with the node or the rotation
         rot_key = b"" if rotation_deg is None else np.asarray(rotation_deg, np.float64).tobytes()
-        if self._turn is None or self._turn[0] != node.tobytes() or self._turn[1] != rot_key:
-            src0, _ = compensated_pointing(node, self.planned_target_room,
-                                           self.planned_target_room, rotation_deg=rotation_deg)
-            self._turn = (node.tobytes(), rot_key, src0 - self.planned_target_room)
-        offset = self._turn[2]
+        turn = self._turn
+        if turn is None or turn[0] != node_key or turn[1] != rot_key:
+            planned = self._planned
+            src0, _ = compensated_pointing(node, planned, planned, rotation_deg=rotation_deg)
+            offset = src0 - planned
+            turn = self._turn = (node_key, rot_key, offset,
+                                 np.ascontiguousarray(-offset / float(np.linalg.norm(offset))))
         target = _vec3(target_room, "target_room")
-        src, d = target + offset, -offset / float(np.linalg.norm(offset))
-        if self._node is None or not np.array_equal(node, self._node):
+        if self._node is None or (node_key != self._node_key
+                                  and not np.array_equal(node, self._node)):
             if node_joints_deg is None:
-                q = self.world.solve_pointing(node, self.planned_target_room,
+                q = self.world.solve_pointing(node, self._planned,
                                               seed_deg=np.degrees(self._q_des))
             else:
                 q = np.asarray(node_joints_deg, dtype=np.float64)
-            self._q_des = np.radians(q)
+                if q.shape != (6,):
+                    raise ValueError(f"node_joints_deg: expected 6 joint angles (deg), "
+                                     f"got shape {q.shape}")
+            self._q_des[:] = np.radians(q)
             self._node = node.copy()
-            self._gain = None
-        self._goal = (src, d)
-
-    def _refine(self) -> None:
-        """One damped Gauss-Newton step of the desired joints toward the goal pointing."""
-        if self._goal is None:
-            return
-        src, d = self._goal
-        lever = float(np.linalg.norm(src - self.planned_target_room))
-        g = self._gain
-        if (g is None or abs(g[3] - lever) > 1e-6 * lever
-                or float(np.max(np.abs(self._q_des - g[0]))) > JACOBIAN_REUSE_RAD):
-            dq, _, _ = pointing_step(self.chain, self._q_des, self._base, src, d,
-                                     lever_mm=lever)
-            self._gain = self._pseudo_inverse(lever)
-        else:
-            p, d_now = _source_axis(self.chain, self._q_des, self._base)
-            e_w = cross_rows(d_now, d)
-            e = np.concatenate([src - p, lever * (g[1] @ e_w)])
-            dq = g[2] @ e
-            step = float(np.max(np.abs(dq)))
-            if step > 0.3:  # pointing_step's max_step_rad
-                dq *= 0.3 / step
-        self._q_des = np.clip(self._q_des + dq, self._lo, self._hi)
-
-    def _pseudo_inverse(self, lever: float) -> tuple:
-        """(q, basis, damped pseudo-inverse A^T (A A^T + λ² I)^-1, lever) at the desired
-        joints, as in :func:`pointing_step` (damping 1e-3)."""
-        q = self._q_des.copy()
-        _, d, jv, jw = self.chain.pointing_jacobian(q, self._base)
-        basis = _perp_basis(d)
-        a = np.vstack([jv, lever * (basis @ jw)])
-        aat = a @ a.T
-        lam2 = 1e-6 * float(np.trace(aat)) / 5.0
-        return q, basis, a.T @ np.linalg.inv(aat + lam2 * np.eye(5)), lever
+            self._state[_fastik.STATE_GAIN_LEVER] = math.nan
+        self._node_key = node_key
+        np.add(target, turn[2], out=self._goal[0])
+        self._goal[1] = turn[3]
+        self._has_goal = True
 
     def step(self, dt_s: float) -> None:
         """Advance the robot by ``dt_s`` seconds.
 
-        The command issued now enters the latency queue; the servo follows the newest
-        command at least ``command_latency_s`` old, as a first-order lag clipped to the
-        speed from which it can still stop at the acceleration limit, then to the joint
-        acceleration and speed limits.
+        The desired joints take one differential-IK step toward the latest command. The
+        command issued now enters the latency queue; the servo follows the newest command at
+        least ``command_latency_s`` old, as a first-order lag clipped to the speed from which
+        it can still stop at the acceleration limit, then to the joint acceleration and speed
+        limits. One compiled kernel (:func:`._fastik.control_step`) does the arithmetic.
         """
         if not (dt_s > 0.0 and math.isfinite(dt_s)):
             raise ValueError(f"dt_s must be a positive number, got {dt_s}")
-        self._refine()
-        self._queue.append((self.time_s, self._q_des.copy()))
+        dt_s = float(dt_s)
+        queue = self._queue
         due = self.time_s - self.command_latency_s + 1e-12
-        while len(self._queue) > 1 and self._queue[1][0] <= due:
-            self._queue.popleft()
-        q_cmd = self._queue[0][1]
-        frac = -math.expm1(-dt_s / self.servo_lag_s) if self.servo_lag_s > 0.0 else 1.0
-        err = q_cmd - self._q
-        v = frac * err / dt_s
-        # never faster than a stop at the acceleration limit allows (no overshoot)
-        v_stop = np.sqrt(2.0 * self._amax * np.abs(err))
-        v = np.clip(v, -v_stop, v_stop)
-        dv = np.clip(v - self._qd, -self._amax * dt_s, self._amax * dt_s)
-        v = np.clip(self._qd + dv, -self._vmax, self._vmax)
-        self._q = np.clip(self._q + v * dt_s, self._lo, self._hi)
-        self._qd = v
-        self._axis = None
-        self.time_s += dt_s
+        # the command issued now is due at once without latency; else the newest due one
+        now_due = self.time_s <= due
+        while len(queue) > 1 and queue[1][0] <= due:
+            queue.popleft()
         if self.encoder_noise_deg > 0.0:
             assert self.rng is not None
-            self._noise = np.radians(self.rng.normal(0.0, self.encoder_noise_deg, 6))
+            self._noise[:] = np.radians(self.rng.normal(0.0, self.encoder_noise_deg, 6))
+        frac = -math.expm1(-dt_s / self.servo_lag_s) if self.servo_lag_s > 0.0 else 1.0
+        _fastik.control_step(self._kin, self._base, self._state, self._goal, self._planned,
+                             self._gain_basis, self._gain_pinv, self._dyn, queue[0][1],
+                             now_due, self._has_goal, JACOBIAN_REUSE_RAD, frac, dt_s)
+        if now_due:
+            queue.clear()
+        queue.append((self.time_s, self._q_des.copy()))
+        self._axis = None
+        self._axis_in_state = True
+        self.time_s += dt_s
 
     # ------------------------------------------------------------------ outputs
     def beam_axis(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Actual beam source (room mm) and unit direction, from the simulated joints."""
-        if self._axis is None:  # forward kinematics once per step
-            self._axis = _source_axis(self.chain, self._q + self._noise, self._base)
+        if self._axis is None:  # forward kinematics once per step (done by the step kernel)
+            st = self._state
+            if self._axis_in_state:
+                self._axis = (st[_fastik.STATE_AXIS_P].copy(), st[_fastik.STATE_AXIS_D].copy())
+            else:
+                self._axis = _fastik.source_axis(self._kin, self._base, self._q + self._noise)
         return self._axis
 
     def targeting_error_mm(self, target_room: ArrayLike) -> float:
         """Distance from ``target_room`` (mm) to the actual beam axis (mm)."""
         p, d = self.beam_axis()
-        v = np.asarray(target_room, dtype=np.float64) - p
-        return float(np.linalg.norm(v - (v @ d) * d))
+        t = np.asarray(target_room, dtype=np.float64)
+        if t.shape != (3,):
+            raise ValueError(f"target_room: expected shape (3,), got {t.shape}")
+        return _fastik.axis_distance(p, d, t)
 
     def sync_world(self) -> None:
         """Copy the actual joints into the PyBullet world (before rendering or collisions)."""

@@ -4,6 +4,10 @@ A pointing fixes five degrees of freedom (source position, beam direction); the 
 linac about its beam axis is free, so the 6-axis arm has a one-dimensional redundancy. It is
 resolved by damped least squares with a null-space pull toward a rest posture (the seed),
 which keeps successive solutions smooth and away from joint limits.
+
+:func:`solve_pointing_ik` runs the iteration as one compiled kernel
+(:func:`._fastik.solve_pointing`); :func:`pointing_step` is the same step in numpy (the
+reference the kernel is tested against).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _fastik
 from ._chain import Chain, cross_rows
 
 __all__ = [
@@ -134,6 +139,15 @@ def pointing_sigma_min(chain: Chain, q_rad: NDArray[np.float64], base_mm: NDArra
     return float(np.linalg.svd(a, compute_uv=False)[-1])
 
 
+def _array(value: NDArray[np.float64], shape: tuple[int, ...], name: str
+           ) -> NDArray[np.float64]:
+    """``value`` as a C-contiguous float64 array of ``shape`` (ValueError naming it else)."""
+    a = np.ascontiguousarray(value, dtype=np.float64)
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+    return a
+
+
 def solve_pointing_ik(chain: Chain, base_mm: NDArray[np.float64],
                       source_mm: NDArray[np.float64], target_mm: NDArray[np.float64],
                       seed_rad: NDArray[np.float64], *, tol_mm: float = 1e-4,
@@ -156,30 +170,15 @@ def solve_pointing_ik(chain: Chain, base_mm: NDArray[np.float64],
     -------
     PointingSolution
     """
-    src = np.asarray(source_mm, dtype=np.float64)
-    tgt = np.asarray(target_mm, dtype=np.float64)
-    d = tgt - src
-    lever = float(np.linalg.norm(d))
-    if lever < 1.0:
+    src = _array(source_mm, (3,), "source_mm")
+    tgt = _array(target_mm, (3,), "target_mm")
+    if float(np.linalg.norm(tgt - src)) < 1.0:
         raise ValueError("source and target are closer than 1 mm: no beam direction")
-    d /= lever
-    q = np.clip(np.asarray(seed_rad, dtype=np.float64), chain.lower_rad, chain.upper_rad)
-    rest = q.copy()
-    gain = 0.1
-    it = 0
-    while it < max_iter:
-        it += 1
-        dq, ep, ea = pointing_step(chain, q, base_mm, src, d, q_rest_rad=rest,
-                                   lever_mm=lever, null_gain=gain)
-        if ep < tol_mm and ea < tol_mm:
-            break
-        if ep + ea < 1.0:  # close: pure Gauss-Newton converges quadratically
-            gain = 0.0
-        q = np.clip(q + dq, chain.lower_rad, chain.upper_rad)
-    sigma = pointing_sigma_min(chain, q, base_mm, lever_mm=lever)
-    pe, ae = pointing_error(chain, q, base_mm, src, tgt)
-    at_limit = bool(np.any(np.isclose(q, chain.lower_rad, atol=1e-9, rtol=0)
-                           | np.isclose(q, chain.upper_rad, atol=1e-9, rtol=0)))
+    q, it, pe, ae, a, at_limit = _fastik.solve_pointing(
+        chain.packed, _array(base_mm, (4, 4), "base_mm"), src, tgt,
+        _array(seed_rad, (6,), "seed_rad"), float(tol_mm), int(max_iter))
     return PointingSolution(q_rad=q, converged=bool(pe < tol_mm and ae < tol_mm),
-                            position_error_mm=pe, axis_error_mm=ae, sigma_min=sigma,
-                            at_limit=at_limit, iterations=it)
+                            position_error_mm=float(pe), axis_error_mm=float(ae),
+                            sigma_min=float(np.linalg.svd(a, compute_uv=False)[-1]),
+                            at_limit=bool(at_limit),
+                            iterations=int(it))

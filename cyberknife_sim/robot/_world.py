@@ -9,6 +9,7 @@ used for collisions and rendering.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -60,7 +61,7 @@ class NodeCheck:
 
 def _vec3(value: ArrayLike, name: str) -> NDArray[np.float64]:
     v = np.asarray(value, dtype=np.float64)
-    if v.shape != (3,) or not np.all(np.isfinite(v)):
+    if v.shape != (3,) or not all(map(math.isfinite, v.tolist())):  # (cheaper than numpy)
         raise ValueError(f"{name}: expected 3 finite numbers (mm), got shape {v.shape}")
     return v
 
@@ -167,7 +168,16 @@ class RobotWorld:
         q = np.asarray(q_deg, dtype=np.float64)
         if q.shape != (6,) or not np.all(np.isfinite(q)):
             raise ValueError(f"q_deg: expected 6 finite joint angles (deg), got shape {q.shape}")
-        self._q_rad = np.radians(q)
+        self._set_joints_rad(np.radians(q))
+
+    @property
+    def _joints_rad(self) -> NDArray[np.float64]:
+        """Current joints (rad), a copy (exact, for the plan cache)."""
+        return self._q_rad.copy()
+
+    def _set_joints_rad(self, q_rad: NDArray[np.float64]) -> None:
+        """:meth:`set_joints` in radians, without checks (exact, for the plan cache)."""
+        self._q_rad = np.array(q_rad, dtype=np.float64)
         for j, a in zip(self._joint_ids, self._q_rad, strict=True):
             pb.resetJointState(self.robot_id, j, float(a), physicsClientId=self._client)
 
