@@ -74,3 +74,27 @@ def test_hold_too_long_stops_after_max_hold():
     assert not il.hold_too_long(100.0, None, max_hold_s=300.0)
     assert not il.hold_too_long(400.0, 100.0, max_hold_s=300.0)
     assert il.hold_too_long(400.001, 100.0, max_hold_s=300.0)
+
+
+def test_the_parts_satisfy_the_loops_seams():
+    """The classes the loop drives are the tested ones and fit the typed seams."""
+    from cyberknife_sim.scene import load_scene
+    from cyberknife_sim.simulation import (
+        CorrelationSeam,
+        ImagerSeam,
+        PredictorSeam,
+        TruthImager,
+        make_imager,
+    )
+    from cyberknife_sim.tracking import RollingCorrelation, make_predictor
+    from cyberknife_sim.tracking._correlation import MODELS
+    from cyberknife_sim.tracking._predictors import METHODS
+
+    for model in MODELS:
+        assert isinstance(RollingCorrelation(model), CorrelationSeam)
+    for method in METHODS:
+        assert isinstance(make_predictor(method, horizon_s=0.115, dt_s=1 / 26), PredictorSeam)
+    scene = load_scene("scenes/default.yaml")
+    imager = make_imager("truth", scene, rng=np.random.default_rng(0))
+    assert isinstance(imager, TruthImager) and isinstance(imager, ImagerSeam)
+    assert not isinstance(object(), CorrelationSeam)

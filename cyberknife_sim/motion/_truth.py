@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError
 from ..geometry import matrix_from_pose
-from ..scene import MotionSettings, SpineMotionSettings
+from ..scene import MotionSettings, Scene, SpineMotionSettings
 from ._breathing import BreathingPattern, CoughEvents
 from ._trace import Trace, read_trace
 
@@ -126,7 +126,7 @@ class MotionTruth:
             else np.ones(1)
 
     @classmethod
-    def from_scene(cls, scene, rng: np.random.Generator) -> MotionTruth:
+    def from_scene(cls, scene: Scene, rng: np.random.Generator) -> MotionTruth:
         """Motion truth for a :class:`~cyberknife_sim.scene.Scene` (its motion, duration,
         marker count)."""
         return cls(scene.motion, duration_s=scene.simulation.duration_s, rng=rng,

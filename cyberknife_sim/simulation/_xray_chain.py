@@ -18,6 +18,7 @@ from ..anatomy import load_patient
 from ..geometry import apply_transform, matrix_from_pose
 from ..imaging import DrrRenderer, XrayModel, imaging_pair
 from ..registration import Registration2D3D, RegistrationResult
+from ..scene import Scene
 
 __all__ = ["XrayChain"]
 
@@ -33,7 +34,7 @@ class XrayChain:
         Noise of the live images when a call passes none.
     """
 
-    def __init__(self, scene, *, rng: np.random.Generator | None = None):
+    def __init__(self, scene: Scene, *, rng: np.random.Generator | None = None):
         im = scene.room.imaging
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.patient = load_patient(scene)
