@@ -103,6 +103,27 @@ def test_encoder_noise_is_seeded_and_real(world, q_node):
         RobotController(world, encoder_noise_deg=0.01)
 
 
+def test_a_new_aim_point_on_the_same_node_is_followed(world, q_node):
+    """Beams of one node aimed at different points (non-isocentric): after the planned
+    target moves to the next beam's aim point, the source stays on the node and the beam
+    points from the node through that aim point."""
+    aim2 = np.array([4.0, 0.0, 3.0])
+    q2 = world.solve_pointing(NODE, aim2)
+    ctl = RobotController(world, servo_lag_s=0.03, command_latency_s=0.0)
+    ctl.reset(q_node)
+    for _ in range(30):
+        ctl.command(NODE, TARGET, node_joints_deg=q_node)
+        ctl.step(DT)
+    ctl.planned_target_room = aim2
+    for _ in range(60):
+        ctl.command(NODE, aim2, node_joints_deg=q2)
+        ctl.step(DT)
+    src, d = ctl.beam_axis()
+    np.testing.assert_allclose(src, NODE, atol=1e-3)
+    np.testing.assert_allclose(d, (aim2 - NODE) / np.linalg.norm(aim2 - NODE), atol=1e-6)
+    assert ctl.targeting_error_mm(aim2) < 1e-6
+
+
 def test_rotation_compensation_turns_the_node_about_the_target():
     src, d = compensated_pointing(NODE, TARGET, [1.0, 2.0, 3.0], rotation_deg=[0.0, 0.0, 90.0])
     np.testing.assert_allclose(src, [1.0 + 800.0, 2.0, 3.0], atol=1e-9)

@@ -163,7 +163,8 @@ class RobotController:
         self._has_goal = False
         self._axis: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
         self._axis_in_state = False  # the last step left the beam axis in the state
-        self._turn: tuple[bytes, bytes, NDArray[np.float64], NDArray[np.float64]] | None = None
+        self._turn: tuple[tuple[bytes, bytes, bytes], NDArray[np.float64],
+                          NDArray[np.float64]] | None = None
 
     @property
     def joints_deg(self) -> NDArray[np.float64]:
@@ -202,14 +203,16 @@ class RobotController:
         """
         node = np.asarray(node_room, dtype=np.float64)
         node_key = node.tobytes()
-        # the rotated node offset and its direction change only with the node or the rotation
+        # the rotated node offset and its direction change only with the node, the rotation
+        # or the planned aim point (beams of one node aimed at different points)
         rot_key = b"" if rotation_deg is None else np.asarray(rotation_deg, np.float64).tobytes()
+        planned = self._planned
+        turn_key = (node_key, rot_key, planned.tobytes())
         turn = self._turn
-        if turn is None or turn[0] != node_key or turn[1] != rot_key:
-            planned = self._planned
+        if turn is None or turn[0] != turn_key:
             src0, _ = compensated_pointing(node, planned, planned, rotation_deg=rotation_deg)
             offset = src0 - planned
-            turn = self._turn = (node_key, rot_key, offset,
+            turn = self._turn = (turn_key, offset,
                                  np.ascontiguousarray(-offset / float(np.linalg.norm(offset))))
         target = _vec3(target_room, "target_room")
         if self._node is None or (node_key != self._node_key
@@ -226,8 +229,8 @@ class RobotController:
             self._node = node.copy()
             self._state[_fastik.STATE_GAIN_LEVER] = math.nan
         self._node_key = node_key
-        np.add(target, turn[2], out=self._goal[0])
-        self._goal[1] = turn[3]
+        np.add(target, turn[1], out=self._goal[0])
+        self._goal[1] = turn[2]
         self._has_goal = True
 
     def step(self, dt_s: float) -> None:
