@@ -56,6 +56,12 @@ def test_run_writes_consistent_outputs(truth_run):
     assert s["mu_delivered"] == pytest.approx(on.sum() * 1000.0 / 60.0, rel=1e-4)
     beams = read_csv(out / "beams.csv")
     assert sum(float(b["beam_on_s"]) for b in beams) == pytest.approx(on.sum(), rel=1e-4)
+    for b in beams:  # each beam's axis runs from its source through its aim point
+        src = np.array([float(b[f"source_{a}_mm"]) for a in "xyz"])
+        aim = np.array([float(b[f"aim_{a}_mm"]) for a in "xyz"])
+        assert np.linalg.norm(src) == pytest.approx(800.0, abs=1e-3)  # on the SAD sphere
+        assert np.linalg.norm(aim) <= 10.0  # inside the target
+    assert len(s["outputs"]) == len(set(s["outputs"])) and "scene.yaml" in s["outputs"]
     assert s["stopped_early"] is None
     assert set(s["error_components_mm"]) == {"registration", "correlation", "prediction",
                                               "robot"}

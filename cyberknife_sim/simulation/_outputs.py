@@ -22,7 +22,7 @@ from ..scene import Scene
 from ._interlocks import HOLD_REASONS
 from ._record import LoopRecord
 
-__all__ = ["DECOMPOSITION_METHOD", "RunSummary", "summarize", "write_beams_csv",
+__all__ = ["BEAMS_COLUMNS", "DECOMPOSITION_METHOD", "RunSummary", "summarize", "write_beams_csv",
            "write_summary", "write_timeseries_csv"]
 
 DECOMPOSITION_METHOD = (
@@ -224,19 +224,29 @@ def write_summary(path: Path, summary: RunSummary) -> None:
     Path(path).write_text(summary.to_json(), encoding="utf-8")
 
 
-def write_beams_csv(path: Path, rows: list[dict]) -> None:
-    """Per-beam table: beam, mu, beam_on_s, rms/mean/p95/max error (mm)."""
-    cols = ["beam", "mu", "beam_on_s", "rms_mm", "mean_mm", "p95_mm", "max_mm"]
+BEAMS_COLUMNS = (["beam", "node", "collimator_mm"] + [f"source_{a}_mm" for a in "xyz"]
+                 + [f"aim_{a}_mm" for a in "xyz"]
+                 + ["mu", "beam_on_s", "rms_mm", "mean_mm", "p95_mm", "max_mm"])
+"""Columns of ``beams.csv``: the plan's beam (node, collimator, linac source and aim point in
+room mm at planned alignment) and its delivered error statistics (mm; beam-on seconds)."""
+
+
+def write_beams_csv(path: Path, rows: list[dict], beams: list[Beam]) -> None:
+    """One row per delivered beam: its geometry and its error statistics (BEAMS_COLUMNS)."""
+    stats = BEAMS_COLUMNS[9:]
     with open(path, "w", newline="", encoding="utf-8") as fh:
         wr = csv.writer(fh)
-        wr.writerow(cols)
+        wr.writerow(BEAMS_COLUMNS)
         for r in rows:
-            wr.writerow([r["beam"]] + [f"{r[c]:.6g}" for c in cols[1:]])
+            b = beams[r["beam"]]
+            wr.writerow([r["beam"], b.node.index, f"{b.collimator_mm:g}"]
+                        + [f"{v:.4f}" for v in b.source_room] + [f"{v:.4f}" for v in b.aim_room]
+                        + [f"{r[c]:.6g}" for c in stats])
 
 
 TIMESERIES_COLUMNS = (
     ["time_s"] + [f"target_true_{a}_mm" for a in "xyz"]
-    + [f"target_est_{a}_mm" for a in "xyz"] + [f"beam_source_{a}_mm" for a in "xyz"]
+    + [f"target_commanded_{a}_mm" for a in "xyz"] + [f"beam_source_{a}_mm" for a in "xyz"]
     + [f"beam_dir_{a}" for a in "xyz"] + ["error_mm"] + [f"err_{c}_mm" for c in COMPONENTS]
     + ["beam_on", "beam_on_s", "beam", "ext_true_mm", "ext_predicted_mm", "robot_following_mm",
        "holds", "events"])

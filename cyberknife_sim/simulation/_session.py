@@ -72,7 +72,8 @@ class RunResult:
         ``holds`` and ``events`` columns are left to the CSV), each of length ``n_steps``."""
         rec = self.record
         out: dict[str, NDArray] = {"time_s": rec.time_s}
-        for name, arr in (("target_true", rec.target_true), ("target_est", rec.target_commanded),
+        for name, arr in (("target_true", rec.target_true),
+                          ("target_commanded", rec.target_commanded),
                           ("beam_source", rec.beam_source)):
             for j, a in enumerate("xyz"):
                 out[f"{name}_{a}_mm"] = arr[:, j]
@@ -213,7 +214,7 @@ def write_run(out_dir: str | Path, result: RunResult, *, plots: bool = True,
              "timeseries": out / "timeseries.csv", "beams": out / "beams.csv"}
     files["scene"].write_text(scene_to_yaml(result.scene), encoding="utf-8")
     write_timeseries_csv(files["timeseries"], result.record)
-    write_beams_csv(files["beams"], result.beam_rows)
+    write_beams_csv(files["beams"], result.beam_rows, result.beams)
     if plots:
         from ..report import write_plots, write_report
 
