@@ -105,3 +105,18 @@ def test_without_a_drift_prior_time_is_ignored():
         b.add(e[k], y[k])
     assert not a.has_drift_term
     np.testing.assert_array_equal(a.predict_one(4.0, 0.0, 900.0), b.predict_one(4.0))
+
+
+@pytest.mark.parametrize("model", ["linear", "quadratic", "dual", "linear_velocity"])
+@pytest.mark.parametrize("prior", [0.0, 0.3])
+def test_vectorized_prediction_matches_one_at_a_time(model, prior):
+    rng = np.random.default_rng(4)
+    t, e, y = points(12, 500.0, rng, noise_mm=0.1)
+    c = RollingCorrelation(model, drift_prior_mm_per_min=prior)
+    v = rng.normal(0.0, 3.0, 12)
+    for k in range(12):
+        c.add(e[k], y[k], v[k], time_s=t[k])
+    assert c.ext_range == (e.min(), e.max())
+    q_e, q_v, q_t = rng.uniform(0, 10, 50), rng.normal(0, 3, 50), rng.uniform(500, 600, 50)
+    one = np.array([c.predict_one(a, b, tt) for a, b, tt in zip(q_e, q_v, q_t, strict=True)])
+    np.testing.assert_allclose(c.predict(q_e, q_v, q_t), one, rtol=0, atol=1e-12)

@@ -61,6 +61,7 @@ decisions; :meth:`~TreatmentLoop.finish` projects the recorded vectors for all s
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import deque
@@ -141,6 +142,7 @@ class LoopState:
     hold_started_s: float | None = None
     commanded_room: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
     model_output_room: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
+    model_epoch: int = 0  # counts refits and rebuilds of the models
 
 
 class TreatmentLoop:
@@ -197,6 +199,9 @@ class TreatmentLoop:
         z3 = np.zeros((n, 3))
         self._registration_part, self._at_image, self._prediction_part = z3, z3.copy(), z3.copy()
         self._aim_index = np.zeros(n, dtype=np.int64)
+        self._model_version = np.full(n, -1, dtype=np.int64)  # -1: no breathing model
+        self._model_snapshots: list[tuple[CorrelationSeam, CorrelationSeam]] = []
+        self._snapshot_epoch = -1
         self._aims = np.array([b.aim_room for b in beams] or [np.zeros(3)], dtype=np.float64)
         self._levers: tuple | None = None  # cached per (beam, accepted pair)
         self._wall_imaging = 0.0
@@ -324,6 +329,7 @@ class TreatmentLoop:
     def _start_model_build(self, t_s: float, holds: set[str], *, build: int) -> None:
         st = self.state
         st.model, st.shadow = self.new_models()
+        st.model_epoch += 1
         st.build_left = build
         st.next_image_s = t_s + self.tracking.imaging.model_build_spacing_s
         holds.add("model_residual")
@@ -339,6 +345,7 @@ class TreatmentLoop:
             return
         status = st.model.add(e_img, res.target_room, v_img, time_s=res.time_s)
         st.shadow.add(e_img, y_true, v_img, time_s=res.time_s)
+        st.model_epoch += 1
         detail["external_mm"] = round(e_img, 4)
         detail.update(model_residual_mm=round(status.residual_mm, 4), model_ok=status.model_ok)
         fallback = getattr(st.model.model, "fallback_reason", None)
@@ -505,17 +512,22 @@ class TreatmentLoop:
         self._aim_index[i] = aim_k
         lever_est, lever_img, spine_est, spine_img = self._lever_for(aim_k)
         if self._breathing_model_active():
-            t = rec.time_s[i]
-            s_true = rec.ext_true[i]
-            v_true = (s_true - rec.ext_true[max(i - 1, 0)]) / self.dt_s
-            f_hat_true = st.model.predict_one(s_true, v_true, t)
-            f_star_true = st.shadow.predict_one(s_true, v_true, t)
-            self._registration_part[i] = f_hat_true - f_star_true + lever_est - lever_img
-            self._at_image[i] = f_star_true + lever_img
-            self._prediction_part[i] = st.model_output_room - f_hat_true
+            # the models' terms at the TRUE signal are added for all steps in finish()
+            self._model_version[i] = self._snapshot_models()
+            self._registration_part[i] = lever_est - lever_img
+            self._at_image[i] = lever_img
+            self._prediction_part[i] = st.model_output_room
         else:
             self._registration_part[i] = spine_est - spine_img
             self._at_image[i] = spine_img
+
+    def _snapshot_models(self) -> int:
+        """Index of a frozen copy of the current model and shadow (copied once per refit)."""
+        st = self.state
+        if self._snapshot_epoch != st.model_epoch:
+            self._model_snapshots.append((copy.deepcopy(st.model), copy.deepcopy(st.shadow)))
+            self._snapshot_epoch = st.model_epoch
+        return len(self._model_snapshots) - 1
 
     def _lever_for(self, aim_k: int):
         if aim_k == min(self.state.beam_k, len(self._aims) - 1):
@@ -604,6 +616,7 @@ class TreatmentLoop:
         d = rec.beam_direction[:n]
         err = perpendicular(rec.beam_source[:n] - tgt, d)
         rec.error_vec[:n] = err
+        self._add_model_terms(n)
         comp = rec.components
         comp["registration"][:n] = perpendicular(self._registration_part[:n], d)
         comp["correlation"][:n] = perpendicular(self._at_image[:n] - tgt, d)
@@ -611,6 +624,23 @@ class TreatmentLoop:
         comp["robot"][:n] = err - perpendicular(rec.target_commanded[:n] - tgt, d)
         rec.truncate()
         return rec
+
+    def _add_model_terms(self, n: int) -> None:
+        """The decomposition's model terms at the TRUE external signal, for every step that
+        the breathing model commanded: ``f̂(s)`` (the model the loop used) and ``f*(s)`` (its
+        shadow fitted to the true target positions), evaluated per model version."""
+        version = self._model_version[:n]
+        s_true = self.rec.ext_true[:n]
+        v_true = np.diff(s_true, prepend=s_true[:1]) / self.dt_s  # backward difference
+        t = self.rec.time_s[:n]
+        for k in np.unique(version[version >= 0]):
+            idx = np.flatnonzero(version == k)
+            model, shadow = self._model_snapshots[k]
+            f_hat = model.predict(s_true[idx], v_true[idx], t[idx])
+            f_star = shadow.predict(s_true[idx], v_true[idx], t[idx])
+            self._registration_part[idx] += f_hat - f_star
+            self._at_image[idx] += f_star
+            self._prediction_part[idx] -= f_hat
 
 
 def run_loop(scene: Scene, *, beams: list[Beam], truth: MotionTruth, camera: MarkerCamera,

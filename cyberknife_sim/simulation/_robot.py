@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..plan import Beam
+from ..robot._fastik import axis_distance
 from ..scene import Scene
 from ._seams import RobotSeam
 
@@ -59,17 +60,23 @@ class ControllerRobot:
 
     def command(self, beam: Beam, target_room: NDArray[np.float64],
                 rotation_deg: NDArray[np.float64]) -> None:
-        """Aim ``beam`` through ``target_room`` (mm), turned by ``rotation_deg`` (rotvec)."""
-        rot = rotation_deg if np.any(rotation_deg) else None
-        self.controller.command(beam.source_room, target_room, rotation_deg=rot,
-                                node_joints_deg=beam.joints_deg)
-        key = (id(beam), None if rot is None else np.asarray(rot, dtype=np.float64).tobytes())
-        if key != self._key:  # the rotated node offset changes only with the beam or image
+        """Aim ``beam`` through ``target_room`` (mm), turned by ``rotation_deg`` (rotvec).
+
+        The rotated node offset changes only with the beam or the rotation; the loop passes
+        the same rotation array until a new pair is accepted, so both are compared by
+        identity (and the rotation's values when the array is new).
+        """
+        key = self._key
+        if key is None or key[0] is not beam or key[1] is not rotation_deg:
+            rot = rotation_deg if np.any(rotation_deg) else None
             src, _ = self._pointing(beam.source_room, beam.aim_room, beam.aim_room,
                                     rotation_deg=rot)
-            self._key, self._offset = key, src - beam.aim_room
+            self._key = key = (beam, rotation_deg, rot)
+            self._offset = src - beam.aim_room
+        self.controller.command(beam.source_room, target_room, rotation_deg=key[2],
+                                node_joints_deg=beam.joints_deg)
         tgt = np.asarray(target_room, dtype=np.float64)
-        self._cmd = (tgt + self._offset, None, tgt)
+        self._cmd = (tgt + self._offset, tgt)
 
     def step(self, t_s: float, dt_s: float) -> None:
         """Advance the servo by ``dt_s`` (s) and update the following error and arrival."""
@@ -77,9 +84,8 @@ class ControllerRobot:
         self._axis = p, d = self.controller.beam_axis()
         if self._cmd is None:
             return
-        src, _, tgt = self._cmd
-        v = tgt - p
-        self.following_error_mm = float(np.linalg.norm(v - (v @ d) * d))
+        src, tgt = self._cmd
+        self.following_error_mm = axis_distance(p, d, tgt)
         if not self.arrived:
             self.arrived = (self.following_error_mm < ARRIVAL_TOLERANCE_MM
                             and float(np.linalg.norm(p - src)) < ARRIVAL_SOURCE_MM)

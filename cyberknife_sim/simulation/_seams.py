@@ -101,6 +101,10 @@ class CorrelationSeam(Protocol):
                     time_s: float | None = None) -> NDArray[np.float64]:
         """Target position (3,) (mm, room)."""
 
+    def predict(self, ext: ArrayLike, ext_velocity: ArrayLike, time_s: ArrayLike
+                ) -> NDArray[np.float64]:
+        """Target positions (n, 3) (mm, room) for n samples (truth-side bookkeeping)."""
+
 
 @runtime_checkable
 class PredictorSeam(Protocol):

@@ -73,6 +73,7 @@ class RollingCorrelation:
         self.drift_mm_s = np.zeros(3)
         self.t_ref_s = 0.0
         self.status: CorrelationStatus | None = None
+        self._range = (np.inf, -np.inf)
 
     @property
     def has_drift_term(self) -> bool:
@@ -87,7 +88,7 @@ class RollingCorrelation:
     @property
     def ext_range(self) -> tuple[float, float]:
         """Lowest and highest external value in the window (mm); (inf, -inf) when empty."""
-        return (min(self._e, default=np.inf), max(self._e, default=-np.inf))
+        return self._range
 
     def add(self, ext: float, internal: ArrayLike, ext_velocity: float = 0.0, *,
             time_s: float = 0.0) -> CorrelationStatus:
@@ -129,6 +130,7 @@ class RollingCorrelation:
         e = np.fromiter(self._e, float)
         v = np.fromiter(self._v, float)
         yy = np.stack(self._y)
+        self._range = (float(e.min()), float(e.max()))
         self.t_ref_s = float(t[-1])
         if self._ridge_s2 is not None and t.size > 1:
             tau = t - self.t_ref_s
@@ -142,6 +144,18 @@ class RollingCorrelation:
                                                   prediction_error_mm=pred_err,
                                                   max_residual_mm=self.max_residual_mm)
         return self.status
+
+    def predict(self, ext: ArrayLike, ext_velocity: ArrayLike, time_s: ArrayLike
+                ) -> NDArray[np.float64]:
+        """Vectorized :meth:`predict_one`: target positions (n, d) (mm, room) at external
+        values (n,) (mm), velocities (n,) (mm/s) and times (n,) (s)."""
+        if not self.fitted:
+            raise RuntimeError("no correlation point added yet")
+        out = self.model.predict(ext, ext_velocity)
+        if self._ridge_s2 is None:
+            return out
+        tau = np.asarray(time_s, dtype=np.float64) - self.t_ref_s
+        return out + tau[:, None] * self.drift_mm_s
 
     def predict_one(self, ext: float, ext_velocity: float = 0.0,
                     time_s: float | None = None) -> NDArray[np.float64]:
