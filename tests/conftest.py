@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# generated plans are cached on disk (cyberknife_sim.plan_cache): the tests use a cache of
+# their own, shared by this session's tests and subprocesses, not the user's
+os.environ.setdefault("CKSIM_CACHE_DIR", tempfile.mkdtemp(prefix="cksim-test-cache-"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
