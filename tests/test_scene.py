@@ -42,7 +42,7 @@ BROKEN = [
     ("simulation: {duration_s: abc}", "simulation.duration_s", "number"),
     ("simulation: {seed: -1}", "simulation.seed", "greater than or equal"),
     ("simulation: {seed: 1.5}", "simulation.seed", "integer"),
-    ("simulation: {time_step_s: 0}", "simulation.time_step_s", "greater than 0"),
+    ("simulation: {time_step_s: 0}", "simulation.time_step_s", "greater than or equal to 0.001"),
     ("simulation: {duration_s: 1, time_step_s: 0.5, foo: 2}", "simulation.foo", "unknown key"),
     ("simulation: {duration_s: 0.1, time_step_s: 0.5}", "simulation", "time_step_s"),
     ("colour: blue", "colour", "unknown key"),

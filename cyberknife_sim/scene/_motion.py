@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from ._base import Section, Vec3, resolve_scene_path
+from ._base import ScenePath, Section, bounded_vec3, items, resolve_scene_file
 
 __all__ = ["BreathingSettings", "CoughSettings", "MotionSettings", "ShiftEvent",
            "SpineMotionSettings", "TraceSettings"]
+
+
+_Mm = bounded_vec3(ge=-1000.0, le=1000.0)
+"""A translation (mm), each component within ±1 m."""
+_Deg = bounded_vec3(ge=-180.0, le=180.0)
+"""A rotation rx, ry, rz (deg), each within ±180."""
+_MmPerMin = bounded_vec3(ge=-100.0, le=100.0)
+"""A translation drift (mm/min), each component within ±100."""
+_DegPerMin = bounded_vec3(ge=-30.0, le=30.0)
+"""A rotation drift (deg/min), each component within ±30."""
+_Direction = bounded_vec3(ge=-1000.0, le=1000.0)
+"""A direction (normalized when used), each component within ±1000."""
 
 
 class BreathingSettings(Section):
@@ -21,9 +33,11 @@ class BreathingSettings(Section):
     amplitude_mm: float = Field(10.0, ge=0.0, le=50.0,
                                 description="peak-to-peak external (chest) amplitude (mm)")
     shape_n: int = Field(2, ge=1, le=6, description="Lujan exponent n (asymmetry)")
-    direction: Vec3 = Field((0.0, -0.3, -1.0),
-                            description="direction of internal target motion from exhale to "
-                            "inhale (room; normalized; default anterior-inferior)")
+    direction: _Direction = Field(
+        (0.0, -0.3, -1.0),
+        description="direction of internal target motion from exhale to inhale (room; "
+        "normalized, so not [0, 0, 0]: turn breathing off with `enabled`; default "
+        "anterior-inferior)")
     target_amplitude_mm: float = Field(
         2.0, ge=0.0, le=50.0,
         description="peak-to-peak internal target motion along `direction` (mm)")
@@ -34,6 +48,14 @@ class BreathingSettings(Section):
                                              description="external baseline drift (mm/min)")
     hysteresis_deg: float = Field(0.0, ge=-90.0, le=90.0,
                                   description="phase lead of internal over external (deg)")
+
+    @field_validator("direction")
+    @classmethod
+    def _nonzero_direction(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if math.hypot(*value) < 1e-6:
+            raise ValueError("direction must not be zero (it is normalized); set "
+                             "`enabled: false` to turn breathing off")
+        return value
 
 
 class CoughSettings(Section):
@@ -48,37 +70,40 @@ class ShiftEvent(Section):
     """A sudden rigid shift of the spine at a given time."""
 
     time_s: float = Field(ge=0.0, description="time of the shift (s)")
-    translation_mm: Vec3 = Field((0.0, 0.0, 0.0), description="translation (room, mm)")
-    rotation_deg: Vec3 = Field((0.0, 0.0, 0.0), description="rotation rx, ry, rz (deg)")
+    translation_mm: _Mm = Field((0.0, 0.0, 0.0), description="translation (room, mm)")
+    rotation_deg: _Deg = Field((0.0, 0.0, 0.0), description="rotation rx, ry, rz (deg)")
 
 
 class SpineMotionSettings(Section):
     """Slow patient motion of the spine (rigid, about the room origin)."""
 
-    drift_mm_per_min: Vec3 = Field((0.1, 0.05, 0.15),
-                                   description="linear translation drift (room, mm/min)")
-    drift_deg_per_min: Vec3 = Field((0.0, 0.0, 0.02),
-                                    description="linear rotation drift rx, ry, rz (deg/min)")
-    setup_error_mm: Vec3 = Field((0.0, 0.0, 0.0),
-                                 description="residual set-up translation at t = 0 (mm)")
-    setup_error_deg: Vec3 = Field((0.0, 0.0, 0.0),
+    drift_mm_per_min: _MmPerMin = Field(
+        (0.1, 0.05, 0.15), description="linear translation drift (room, mm/min)")
+    drift_deg_per_min: _DegPerMin = Field(
+        (0.0, 0.0, 0.02), description="linear rotation drift rx, ry, rz (deg/min)")
+    setup_error_mm: _Mm = Field((0.0, 0.0, 0.0),
+                                description="residual set-up translation at t = 0 (mm)")
+    setup_error_deg: _Deg = Field((0.0, 0.0, 0.0),
                                   description="residual set-up rotation at t = 0 (deg)")
-    shifts: tuple[ShiftEvent, ...] = Field((), description="sudden shifts")
+    shifts: Annotated[tuple[ShiftEvent, ...], items(0, 1000)] = Field(
+        (), description="sudden shifts")
 
 
 class TraceSettings(Section):
     """A recorded motion trace that replaces the breathing model of the target."""
 
-    file: Path | None = Field(None, description="text/CSV trace; relative to the scene file")
-    time_column: int = Field(0, ge=0, description="column holding time")
-    columns: tuple[int, ...] = Field((1, 2, 3), min_length=1, max_length=6,
-                                     description="columns of the motion (x y z [rx ry rz])")
-    time_unit_s: float = Field(1.0, gt=0.0,
+    file: ScenePath | None = Field(None,
+                                   description="text/CSV trace; relative to the scene file")
+    time_column: int = Field(0, ge=0, description="column holding time (0-based)")
+    columns: Annotated[tuple[Annotated[int, Field(ge=0)], ...], items(1, 6)] = Field(
+        (1, 2, 3),
+        description="columns of the motion (x y z [rx ry rz]; 0-based, not negative)")
+    time_unit_s: float = Field(1.0, ge=1e-9, le=3600.0,
                                description="seconds per time unit in the file (0.1 for ds)")
     kind: Literal["target", "external"] = Field("target",
                                                 description="what the trace measures")
 
-    _resolve_file = field_validator("file")(resolve_scene_path)
+    _resolve_file = field_validator("file")(resolve_scene_file)
 
 
 class MotionSettings(Section):

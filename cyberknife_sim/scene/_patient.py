@@ -3,30 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ._base import Section, Vec3, resolve_scene_path
+from ._base import ScenePath, Section, bounded_vec3, items, resolve_scene_path
 
 __all__ = ["PatientSettings"]
+
+_CtPoint = bounded_vec3(ge=-100000.0, le=100000.0)
+"""A point in CT mm (LPS), each component within ±100 m."""
+_OarName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9 _-]*$", max_length=64)]
 
 
 class PatientSettings(Section):
     """The planning CT and the structures on it."""
 
     phantom: str | None = Field(
-        "default", pattern=r"^[A-Za-z0-9_-]+$",
+        "default", pattern=r"^[A-Za-z0-9_-]+$", max_length=64,
         description="name of a phantom preset in phantoms/ (null when `ct` is given)")
-    ct: Path | None = Field(
-        None, description="CT file or DICOM folder (.nii, .nii.gz, .mha, .mhd, .nrrd, folder); "
-        "relative to the scene file")
-    target_ct_mm: Vec3 | None = Field(
+    ct: ScenePath | None = Field(
+        None, description="CT file (.nii, .nii.gz, .mha, .mhd, .nrrd) or a folder holding one "
+        "DICOM series (not the scene's own folder); relative to the scene file")
+    target_ct_mm: _CtPoint | None = Field(
         None, description="target center in CT mm (LPS); null: the phantom's lesion center")
     target_radius_mm: float = Field(10.0, gt=0.0, le=100.0,
                                     description="target (lesion) radius used by the plan (mm)")
-    organs_at_risk: tuple[str, ...] = Field(("cord",), description="OAR names to report")
+    organs_at_risk: Annotated[tuple[_OarName, ...], items(0, 50)] = Field(
+        ("cord",), description="OAR names to report (letters, digits, space, _ and -)")
 
-    _resolve_ct = field_validator("ct")(resolve_scene_path)
+    @field_validator("ct")
+    @classmethod
+    def _resolve_ct(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        path = resolve_scene_path(value, info)
+        if path is None or path.is_dir():
+            return path
+        from ..anatomy.io import FILE_SUFFIXES  # the readable CT file types
+
+        name = path.name.lower()
+        if not name.endswith(FILE_SUFFIXES):
+            raise ValueError(f"unsupported CT file type: {path.name} (use a DICOM folder or one "
+                             f"of {', '.join(FILE_SUFFIXES)})")
+        return path
 
     @field_validator("phantom")
     @classmethod

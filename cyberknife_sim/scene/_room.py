@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from ._base import Section, Vec3
+from ._base import Section, bounded_vec3, items
 
 __all__ = ["CouchSettings", "ImagingSettings", "RobotSettings", "RoomSettings", "ViewSettings",
            "XraySettings"]
@@ -15,12 +15,27 @@ __all__ = ["CouchSettings", "ImagingSettings", "RobotSettings", "RoomSettings", 
 class ViewSettings(Section):
     """One kV source / flat-panel detector pair."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="view name, used in file names")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64,
+                      description="view name, used in file names")
     source_angle_deg: float = Field(
         ge=-90.0, le=90.0,
         description="angle of the source from vertical (room -y, the ceiling) in the room x-y "
         "plane, positive toward room +x (patient left); the detector is opposite",
     )
+
+
+_Size = bounded_vec3(gt=0.0, le=5000.0)
+"""A box size (mm): each side positive, at most 5 m."""
+_Position = bounded_vec3(ge=-10000.0, le=10000.0)
+"""A position in the room (mm): each component within ±10 m."""
+
+
+def _int_only(value: object) -> object:
+    """Refuse a bool or a float where a choice of integers is expected (``Literal[1, 2]``
+    would take ``true`` as 1 and ``2.0`` as 2, even in strict mode)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError("Input should be an integer")
+    return value
 
 
 def _default_views() -> tuple[ViewSettings, ...]:
@@ -34,7 +49,7 @@ class XraySettings(Section):
     kv: float = Field(120.0, ge=40.0, le=150.0, description="tube voltage (kV)")
     mas: float = Field(2.5, gt=0.0, le=100.0, description="tube current-time product (mAs)")
     photons_per_mas_per_mm2: float = Field(
-        2.0e4, gt=0.0,
+        2.0e4, gt=0.0, le=1.0e8,
         description="unattenuated photon fluence at the detector per mAs at 120 kV "
         "(photons/mm^2/mAs, unverified default); scales as (kV/120)^2")
     detector_blur_sigma_mm: float = Field(
@@ -44,11 +59,13 @@ class XraySettings(Section):
         description="scatter-to-total ratio over the central 5 % of the detector (scatter is "
         "a wide blur of the attenuated beam; 0 = none)")
     scatter_kernel_sigma_mm: float = Field(
-        40.0, gt=0.0, description="width of the smooth scatter kernel at the detector (mm)")
+        40.0, gt=0.0, le=1000.0,
+        description="width of the smooth scatter kernel at the detector (mm)")
     electronic_noise_counts: float = Field(
-        2.0, ge=0.0, description="standard deviation of additive electronic noise (counts)")
+        2.0, ge=0.0, le=65535.0,
+        description="standard deviation of additive electronic noise (counts)")
     gain_counts_per_photon: float = Field(
-        1.0, gt=0.0, description="detector gain (16-bit counts per detected photon)")
+        1.0, gt=0.0, le=1.0e4, description="detector gain (16-bit counts per detected photon)")
 
 
 class ImagingSettings(Section):
@@ -60,15 +77,15 @@ class ImagingSettings(Section):
                                             description="imaging center to detector (mm)")
     detector_rows: int = Field(1024, ge=16, le=8192, description="native detector rows")
     detector_cols: int = Field(1024, ge=16, le=8192, description="native detector columns")
-    pixel_spacing_mm: float = Field(0.4, gt=0.0, le=10.0, description="native pixel pitch (mm)")
-    binning: Literal[1, 2, 4, 8] = Field(
+    pixel_spacing_mm: float = Field(0.4, ge=0.01, le=10.0,
+                                    description="native pixel pitch (mm)")
+    binning: Annotated[Literal[1, 2, 4, 8], BeforeValidator(_int_only)] = Field(
         2, description="render at native size / binning (2 → 512² at 0.8 mm)")
     mu_water_per_mm: float = Field(0.0206, gt=0.0, le=1.0,
                                    description="linear attenuation of water at the effective "
                                    "energy (1/mm, 0.0206 ≈ 60 keV)")
-    views: tuple[ViewSettings, ...] = Field(default_factory=_default_views,
-                                            min_length=2, max_length=2,
-                                            description="the two views")
+    views: Annotated[tuple[ViewSettings, ...], items(2, 2)] = Field(
+        default_factory=_default_views, description="the two views")
     xray: XraySettings = Field(default_factory=XraySettings, description="live image physics")
 
     @model_validator(mode="after")
@@ -85,7 +102,7 @@ class ImagingSettings(Section):
 class RobotSettings(Section):
     """The robot carrying the linac."""
 
-    base_position_mm: Vec3 = Field((0.0, 800.0, 1700.0),
+    base_position_mm: _Position = Field((0.0, 800.0, 1700.0),
                                    description="robot base (floor mount) in the room frame (mm)")
     base_yaw_deg: float = Field(180.0, ge=-180.0, le=180.0,
                                 description="rotation of the base about the room vertical (deg)")
@@ -106,10 +123,11 @@ class CouchSettings(Section):
     top_y_mm: float = Field(130.0, ge=-500.0, le=1000.0,
                             description="height of the couch top in room y (+y is toward the "
                             "floor), mm")
-    size_mm: Vec3 = Field((520.0, 60.0, 2000.0),
+    size_mm: _Size = Field((520.0, 60.0, 2000.0),
                           description="couch width (x), thickness (y), length (z), mm")
-    center_z_mm: float = Field(-300.0, description="couch center along room z (mm)")
-    patient_size_mm: Vec3 = Field((420.0, 240.0, 1750.0),
+    center_z_mm: float = Field(-300.0, ge=-3000.0, le=3000.0,
+                               description="couch center along room z (mm)")
+    patient_size_mm: _Size = Field((420.0, 240.0, 1750.0),
                                   description="patient volume lying on the couch top (a box "
                                   "collision body): width (x), thickness (y), length (z), mm")
     patient_center_z_mm: float = Field(-300.0, ge=-3000.0, le=3000.0,

@@ -16,7 +16,7 @@ class MarkerSettings(Section):
     """External LED markers and the optical camera."""
 
     count: int = Field(3, ge=1, le=10, description="LED markers on the chest")
-    rate_hz: float = Field(26.0, gt=0.0, le=500.0, description="camera sampling rate (Hz)")
+    rate_hz: float = Field(26.0, ge=1.0, le=500.0, description="camera sampling rate (Hz)")
     noise_mm: float = Field(0.1, ge=0.0, le=5.0, description="marker noise, 1 sigma (mm)")
     dropout_probability: float = Field(0.0, ge=0.0, lt=1.0,
                                        description="probability that a frame is dropped")
@@ -78,9 +78,9 @@ class ImagingScheduleSettings(Section):
         10, ge=1, le=100, description="X-ray pairs taken to build (or rebuild) the correlation "
         "model before treating (spine_breathing mode; assumption)")
     model_build_spacing_s: float = Field(
-        1.3, gt=0.0, le=60.0, description="time between those pairs (s; not a multiple of a "
+        1.3, ge=0.5, le=60.0, description="time between those pairs (s; not a multiple of a "
         "breathing period on purpose; assumption)")
-    retry_s: float = Field(5.0, gt=0.0, le=600.0,
+    retry_s: float = Field(5.0, ge=0.5, le=600.0,
                            description="time to the next pair after a rejected pair or a hold "
                            "that needs one (s; assumption)")
     processing_s: float = Field(0.5, ge=0.0, le=30.0,
