@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ..errors import CksimError, InputError
+from ._args import check_out_file
 
 __all__ = ["QUICK_FILES", "find_benchmarks_dir", "headline_rows", "pytest_command", "register",
            "render_table"]
@@ -151,8 +152,8 @@ def _run(args) -> int:
     from ..imaging.peer import find_plastimatch
 
     bench_dir = find_benchmarks_dir(args.benchmarks)
-    json_path = Path(args.json).resolve()
-    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path = check_out_file(args.json, "--json").resolve()
+    json_path.unlink(missing_ok=True)  # a stale JSON from an earlier run must not be read
     argv, env = pytest_command(bench_dir, quick=args.quick, json_path=json_path,
                                extra=list(args.pytest_args or []))
     peer_installed = find_plastimatch() is not None

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from . import _args
 
 _PNG_FULL_SCALE = 65535.0
 
@@ -34,23 +34,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     """``--scene``, ``--out``, ``--pose`` (shared with ``cksim xray``)."""
     p.add_argument("--scene", required=True, help="scene YAML file")
-    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--out", required=True, help="output folder (created, and checked "
+                   "writable, before rendering)")
     p.add_argument("--pose", default="0,0,0,0,0,0",
                    help="anatomy motion tx,ty,tz,rx,ry,rz (mm, deg) about the room origin, "
-                   "applied to the planned alignment (default: 0,0,0,0,0,0)")
+                   "applied to the planned alignment; negative values as they are "
+                   "(--pose -1.5,0,2,0,0,-3); |t| <= 1000 mm, |r| <= 180 deg "
+                   "(default: 0,0,0,0,0,0)")
 
 
 def parse_pose(text: str) -> np.ndarray:
-    """Six comma-separated numbers → float64 (6,); InputError naming ``--pose`` otherwise."""
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        values = np.array([float(p) for p in parts], dtype=np.float64)
-    except ValueError:
-        raise InputError(f"--pose {text!r}: expected six numbers tx,ty,tz,rx,ry,rz") from None
-    if values.shape != (6,) or not np.all(np.isfinite(values)):
-        raise InputError(f"--pose {text!r}: expected six finite numbers tx,ty,tz,rx,ry,rz "
-                         f"(got {len(parts)})")
-    return values
+    """Six comma-separated numbers → float64 (6,); InputError naming ``--pose`` otherwise
+    (also for a translation beyond ±1000 mm or a rotation beyond ±180 deg)."""
+    return _args.parse_pose(text, "--pose")
 
 
 def render_scene(args: argparse.Namespace) -> dict[str, Any]:
@@ -61,11 +57,9 @@ def render_scene(args: argparse.Namespace) -> dict[str, Any]:
     from ..scene import load_scene
 
     pose = parse_pose(args.pose)
+    _args.check_seed(getattr(args, "seed", None))
     scene = load_scene(args.scene)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _args.check_out_dir(args.out)
     patient = load_patient(scene)
     imaging = scene.room.imaging
     views = imaging_pair(imaging)

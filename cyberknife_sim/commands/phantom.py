@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ._args import check_out_file, check_seed
+
+_SUFFIXES = (".nii.gz", ".nii", ".mha")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "phantom", help="write the scene's CT (phantom or file) and its ground-truth JSON",
         description="Write the planning CT of a scene (default: the built-in phantom) as "
         ".nii/.nii.gz/.mha, and a JSON with the ground truth in CT mm beside it.")
-    p.add_argument("--out", required=True, help="output CT file (.nii.gz, .nii or .mha)")
+    p.add_argument("--out", required=True, help="output CT file (.nii.gz, .nii or .mha); its "
+                   "folder is created, and checked writable, before any work")
     p.add_argument("--scene", help="scene YAML (default: built-in defaults)")
     p.add_argument("--preset", help="phantom preset name from phantoms/ (overrides the scene)")
     p.add_argument("--seed", type=int, help="phantom seed (default: the scene's "
@@ -34,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _json_path(out: Path) -> Path:
     name = out.name
-    for suffix in (".nii.gz", ".nii", ".mha"):
+    for suffix in _SUFFIXES:
         if name.lower().endswith(suffix):
             return out.with_name(name[: -len(suffix)] + ".json")
     return out.with_name(name + ".json")
@@ -45,12 +49,11 @@ def run(args: argparse.Namespace) -> int:
     from ..anatomy import Volume, load_patient, make_phantom, write_volume
     from ..scene import load_scene, scene_from_dict
 
-    out = Path(args.out)
-    if not out.name.lower().endswith((".nii.gz", ".nii", ".mha")):
-        raise InputError(f"--out {out}: use a .nii.gz, .nii or .mha file name")
-    if args.seed is not None and args.seed < 0:
-        raise InputError(f"--seed must be >= 0 (got {args.seed})")
+    check_seed(args.seed)
     scene = load_scene(args.scene) if args.scene else scene_from_dict({})
+    out = check_out_file(args.out, "--out", suffixes=_SUFFIXES)
+    if args.labels is not None:
+        check_out_file(args.labels, "--labels", suffixes=_SUFFIXES)
     seed = int(scene.simulation.seed if args.seed is None else args.seed)
     if args.preset or scene.patient.uses_phantom:
         ph = make_phantom(args.preset or scene.patient.phantom or "default", seed=seed)
@@ -58,12 +61,12 @@ def run(args: argparse.Namespace) -> int:
         info = ph.truth.to_dict()
         if scene.patient.target_ct_mm is not None and not args.preset:
             info["scene_target_ct_mm"] = list(scene.patient.target_ct_mm)
-        if args.labels:
+        if args.labels is not None:
             write_volume(Volume(ph.labels, ph.volume.ct_from_ijk, name="labels"),
                          Path(args.labels))
         what = f"phantom '{ph.truth.preset}' seed {seed}"
     else:
-        if args.labels:
+        if args.labels is not None:
             raise InputError("--labels: a CT read from a file has no label map")
         patient = load_patient(scene)
         write_volume(patient.volume, out)

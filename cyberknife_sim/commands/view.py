@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from ..robot import RobotWorld
+
 from ..errors import InputError
-from ..plan import candidate_nodes
-from ..robot import RobotController, RobotWorld
 from ..scene import load_scene
+from ._args import check_number, check_out_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "breathes (10 mm, 4 s, along z); open a PyBullet GUI, or with --out "
                        "render headlessly to an animated GIF.")
     p.add_argument("scene", help="scene YAML file")
-    p.add_argument("--out", type=Path, help="write an animated GIF here instead of a GUI")
+    p.add_argument("--out", help="write an animated GIF here instead of a GUI (its folder is "
+                   "created, and checked writable, before any work)")
     p.add_argument("--seconds", type=float, default=8.0, help="simulated time (s), default 8")
     p.add_argument("--size", default="320x240", help="GIF frame size WxH (default 320x240)")
     p.add_argument("--fps", type=float, default=10.0, help="GIF frames per second (default 10)")
@@ -43,6 +46,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _valid_nodes(world: RobotWorld, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from ..plan import candidate_nodes
+
     ps = world.scene.plan
     out = []
     for src in candidate_nodes(60, ps.sad_mm, np.zeros(3), max_polar_deg=ps.max_polar_deg):
@@ -58,15 +63,14 @@ def _valid_nodes(world: RobotWorld, count: int) -> list[tuple[np.ndarray, np.nda
 
 def run(args: argparse.Namespace) -> int:
     """Animate; returns 0."""
-    scene = load_scene(args.scene)
-    if not (0.5 <= args.seconds <= 600.0):
-        raise InputError(f"--seconds: must be 0.5..600 (got {args.seconds})")
-    if not (1.0 <= args.fps <= 60.0):
-        raise InputError(f"--fps: must be 1..60 (got {args.fps})")
+    from ..robot import RobotController, RobotWorld
+
+    check_number(args.seconds, "--seconds", low=0.5, high=600.0)
+    check_number(args.fps, "--fps", low=1.0, high=60.0)
     size = _size(args.size)
-    if args.out is not None and args.out.suffix.lower() != ".gif":
-        raise InputError(f"--out: expected a .gif file (got {args.out})")
-    with RobotWorld(scene, gui=args.out is None) as world:
+    scene = load_scene(args.scene)
+    out = None if args.out is None else check_out_file(args.out, "--out", suffixes=(".gif",))
+    with RobotWorld(scene, gui=out is None) as world:
         nodes = _valid_nodes(world, 3)
         ctl = RobotController(world, rng=np.random.default_rng(scene.simulation.seed))
         ctl.reset(nodes[0][1])
@@ -82,17 +86,16 @@ def run(args: argparse.Namespace) -> int:
             ctl.step(dt)
             if k % frame_every == 0:
                 ctl.sync_world()
-                if args.out is not None:
+                if out is not None:
                     frames.append(world.render_frame(*size))
                 else:
                     time.sleep(dt * frame_every)
-        if args.out is None:
+        if out is None:
             return 0
     from PIL import Image
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(args.out, save_all=True, append_images=images[1:],
+    images[0].save(out, save_all=True, append_images=images[1:],
                    duration=int(1000 / args.fps), loop=0)
-    print(f"wrote {args.out} ({len(frames)} frames, {size[0]}x{size[1]})")
+    print(f"wrote {out} ({len(frames)} frames, {size[0]}x{size[1]})")
     return 0

@@ -13,7 +13,6 @@ import argparse
 
 import numpy as np
 
-from ..errors import InputError
 from .drr import add_common_arguments, render_scene, write_outputs
 
 
@@ -24,16 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "CT at a pose, with quantum noise, scatter, detector blur and 16-bit "
                        "quantization.")
     add_common_arguments(p)
-    p.add_argument("--seed", type=int, help="noise seed (default: the scene's "
-                   "simulation.seed)")
+    p.add_argument("--seed", type=int, help="noise seed, 0..2**63-1 (default: the "
+                   "scene's simulation.seed)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Render, simulate and write the live pair; print one line per view; return 0."""
-    if args.seed is not None and args.seed < 0:
-        raise InputError(f"--seed must be >= 0 (got {args.seed})")
-    r = render_scene(args)
+    r = render_scene(args)  # checks --pose, --seed and --out before rendering
     seed = int(r["scene"].simulation.seed if args.seed is None else args.seed)
     rng = np.random.default_rng(seed)
     model = r["model"]
