@@ -89,3 +89,18 @@ def test_rls_beats_nlms_on_real_traces(shared_data):
             rel[m] = relative_rms(x, p.predict_series(x), p.horizon_steps, skip=26 * 20)
         print(name, rel)
         assert rel["rls"] < 0.8 * rel["nlms"] < 0.8 * rel["none"]
+
+
+@pytest.mark.parametrize("method", ["nlms", "rls"])
+@pytest.mark.parametrize("dim", [1, 3])
+def test_compiled_kernel_matches_the_numpy_reference(method, dim):
+    """Breathing with noise, dropped samples and a 12 mm step (which restarts RLS's P)."""
+    rng = np.random.default_rng(8)
+    t = np.arange(3000) * DT
+    x = 5 * np.sin(2 * np.pi * t / 4.0)[:, None] * np.linspace(1, 0.5, dim) \
+        + rng.normal(0, 0.1, (t.size, dim))
+    x[1500:] += 12.0
+    x[rng.random(t.size) < 0.05] = np.nan
+    fast = make_predictor(method, horizon_s=H, dt_s=DT, dim=dim).predict_series(x)
+    ref = make_predictor(method, horizon_s=H, dt_s=DT, dim=dim, compiled=False).predict_series(x)
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-9)

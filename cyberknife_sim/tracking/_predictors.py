@@ -22,6 +22,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._kernels import regression_step
+
 __all__ = ["KalmanPredictor", "LinearPredictor", "NLMSPredictor", "NoPredictor", "Predictor",
            "RLSPredictor", "horizon_steps", "make_predictor", "relative_rms"]
 
@@ -167,13 +169,16 @@ class _RegressionPredictor(Predictor):
     ``u_t = [x_t - x_{t-1}, ..., x_{t-order+1} - x_{t-order}]``, and the target is the
     increment over the horizon ``x_{t+h} - x_t``, so the filter is blind to the baseline.
     The weights learn from the regressor saved h samples ago and the increment that has now
-    arrived (no future sample is used).
+    arrived (no future sample is used). ``compiled=False`` runs the numpy reference instead of
+    the numba kernel (:mod:`._kernels`); the two agree to round-off.
     """
 
-    def __init__(self, *, horizon_s, dt_s, dim=1, order: int = 8):
+    def __init__(self, *, horizon_s, dt_s, dim=1, order: int = 8, compiled: bool = True):
         if order < 1:
             raise ValueError(f"order must be >= 1 (got {order})")
         self.order = int(order)
+        self.compiled = bool(compiled)
+        self._no_P = np.zeros((dim, 1, 1))
         super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim)
 
     def reset(self):
@@ -189,6 +194,20 @@ class _RegressionPredictor(Predictor):
         raise NotImplementedError
 
     def _step(self, x):
+        if not self.compiled:
+            return self._step_reference(x)
+        out = np.empty(self.dim)
+        regression_step(x, self._n, self.horizon_steps, self._u, self._u_hist, self._x_hist,
+                        self.weights, *self._kernel_params(), out)
+        self._n += 1
+        return out
+
+    def _kernel_params(self) -> tuple:
+        """(P, rls, mu, eps, lam, trace_max, delta) of :func:`._kernels.regression_step`."""
+        raise NotImplementedError
+
+    def _step_reference(self, x):
+        """The numpy reference of one sample (the compiled kernel does the same)."""
         h = self.horizon_steps
         n = self._n
         ring = h + 1
@@ -226,12 +245,16 @@ class NLMSPredictor(_RegressionPredictor):
     name = "nlms"
 
     def __init__(self, *, horizon_s, dt_s, dim=1, order: int = 8, mu: float = 0.05,
-                 eps: float = 1e-3):
+                 eps: float = 1e-3, compiled: bool = True):
         if not 0 < mu < 2:
             raise ValueError(f"mu must be in (0, 2) (got {mu})")
         self.mu = float(mu)
         self.eps = float(eps)
-        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim, order=order)
+        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim, order=order,
+                         compiled=compiled)
+
+    def _kernel_params(self):
+        return self._no_P, False, self.mu, self.eps, 1.0, 0.0, 0.0
 
     def _learn(self, u_old, err):
         norm = self.eps + _vecdot(u_old, u_old)
@@ -254,18 +277,22 @@ class RLSPredictor(_RegressionPredictor):
     name = "rls"
 
     def __init__(self, *, horizon_s, dt_s, dim=1, order: int = 8, lam: float = 0.998,
-                 delta: float = 10.0):
+                 delta: float = 10.0, compiled: bool = True):
         if not 0 < lam <= 1:
             raise ValueError(f"lam must be in (0, 1] (got {lam})")
         self.lam = float(lam)
         self.delta = float(delta)
-        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim, order=order)
+        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim, order=order,
+                         compiled=compiled)
 
     def reset(self):
         super().reset()
         self.P = np.tile(np.eye(self.order) * self.delta, (self.dim, 1, 1))
         self._trace_max = self.delta * self.order
         self._diag = np.einsum("cii->ci", self.P)  # writable view of the diagonals
+
+    def _kernel_params(self):
+        return self.P, True, 0.0, 0.0, self.lam, self._trace_max, self.delta
 
     def _learn(self, u_old, err):
         pu = _matvec(self.P, u_old)
@@ -276,10 +303,11 @@ class RLSPredictor(_RegressionPredictor):
         # excite (a smooth signal's increments are nearly collinear)
         trace = self._diag.sum(axis=1)
         self.P *= np.where(trace < self._trace_max, 1.0 / self.lam, 1.0)[:, None, None]
-        if not (self._diag.min() > 0.0 and np.isfinite(trace).all()):
+        bad = ~((self._diag.min(axis=1) > 0.0) & np.isfinite(trace))
+        if bad.any():
             # round-off broke positive definiteness (e.g. after a jump in the signal):
-            # restart the inverse correlation, keep the weights
-            self.P[...] = np.eye(self.order) * self.delta
+            # restart that channel's inverse correlation, keep the weights
+            self.P[bad] = np.eye(self.order) * self.delta
 
 
 class KalmanPredictor(Predictor):
