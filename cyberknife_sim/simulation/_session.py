@@ -219,8 +219,10 @@ def write_run(out_dir: str | Path, result: RunResult, *, plots: bool = True,
         from ..report import write_plots, write_report
 
         plain = result.summary.to_dict()
-        pngs = write_plots(out, result.record, result.beams, plain)
-        files["report"] = write_report(out, plain, result.beam_rows, pngs)
+        pngs = write_plots(out, result.record, result.beams, plain, scene=result.scene)
+        files["report"] = write_report(out, plain, result.beam_rows, pngs,
+                                       record=result.record, beams=result.beams,
+                                       scene=result.scene)
         files.update({p.stem: p for p in pngs})
     if video:
         files["video"] = write_video(out / "robot.gif", result)
