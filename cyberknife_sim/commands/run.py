@@ -29,6 +29,7 @@ outputs (in DIR):
   summary.json     metrics; "stopped_early" is null, or why the run stopped early
   timeseries.csv   one row per simulated step done; beams.csv one row per beam
   *.png, report.html  plots and report (not with --no-plots)
+  robot.mp4        with --video: the robot tracking (robot.gif where MP4 cannot be written)
 A run stopped during set-up (before the first step) writes only scene.yaml and
 summary.json, with "simulated_s": 0 and e.g. "stopped_early": "interrupted during set-up
 (SIGINT, Ctrl-C)". An unexpected error also writes its traceback to error.txt.
@@ -75,9 +76,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "registration (ablation)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots and report")
     p.add_argument("--video", action="store_true",
-                   help="also write robot.gif: the robot tracking, rendered headlessly")
-    p.add_argument("--video-every-s", type=float, default=10.0,
-                   help="simulated seconds between video frames (default 10)")
+                   help="also write robot.mp4 (robot.gif where OpenCV cannot write MP4): "
+                   "the robot tracking, rendered headlessly, with the beam axis, the target, "
+                   "a time stamp and a beam's-eye view of the error")
+    p.add_argument("--video-every-s", type=float, default=1.0,
+                   help="simulated seconds between video frames (default 1)")
+    p.add_argument("--video-fps", type=float, default=10.0,
+                   help="video frames per second, 0 < FPS <= 120 (default 10: with "
+                   "--video-every-s 1, ten times real time)")
+    p.add_argument("--video-size", default="640x480", metavar="WIDTHxHEIGHT",
+                   help="video frame size in pixels, even numbers 64..4096 (default 640x480)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show progress on stderr: a bar on a terminal, otherwise a line "
                    "every 10 s of wall time or 60 s simulated (default: on)")
@@ -211,6 +219,24 @@ def check_options(args: argparse.Namespace) -> None:
     if args.video:
         check_number(args.video_every_s, "--video-every-s", low=0.0, low_open=True,
                      high=36000.0)
+        check_number(args.video_fps, "--video-fps", low=0.0, low_open=True, high=120.0)
+        args.video_size = parse_video_size(args.video_size)
+
+
+def parse_video_size(text: str | tuple[int, int]) -> tuple[int, int]:
+    """``"640x480"`` → ``(640, 480)``: two even integers 64..4096 (InputError otherwise)."""
+    if isinstance(text, tuple):
+        return text
+    parts = str(text).lower().split("x")
+    try:
+        width, height = (int(v) for v in parts)
+    except ValueError:
+        raise InputError(f"--video-size must be WIDTHxHEIGHT in pixels, e.g. 640x480 "
+                         f"(got {text!r})") from None
+    if not all(64 <= v <= 4096 and v % 2 == 0 for v in (width, height)):
+        raise InputError(f"--video-size: width and height must be even numbers 64..4096 "
+                         f"(got {width}x{height})")
+    return width, height
 
 
 def resolve_overrides(scene, args: argparse.Namespace):
@@ -352,7 +378,9 @@ def _simulate_and_write(args, scene, resolved, out: Path, sig: RunSignals) -> in
 
     with_signal_reason(result, sig.received)
     try:
-        files = write_run(out, result, plots=not args.no_plots, video=args.video)
+        files = write_run(out, result, plots=not args.no_plots, video=args.video,
+                          **({"video_size": args.video_size, "video_fps": args.video_fps}
+                             if args.video else {}))
     except OSError as exc:
         raise InputError(f"--out {out}: writing the outputs failed ({exc})") from None
     if not args.quiet:

@@ -197,11 +197,14 @@ def _result(rec: LoopRecord, beams: list[Beam], scene: Scene, imager: ImagerSeam
 
 
 def write_run(out_dir: str | Path, result: RunResult, *, plots: bool = True,
-              video: bool = False) -> dict[str, Path]:
+              video: bool = False, video_size: tuple[int, int] = (640, 480),
+              video_fps: float = 10.0) -> dict[str, Path]:
     """Write the run folder: ``scene.yaml`` (the resolved scene, so that
     ``cksim run DIR/scene.yaml`` reproduces the run), ``summary.json``, ``timeseries.csv``,
-    ``beams.csv``, plots and ``report.html``; with ``video``, ``robot.gif`` from the joint
-    snapshots (``simulate(video_every_s=...)``).
+    ``beams.csv``, plots and ``report.html``; with ``video``, ``robot.mp4`` (or
+    ``robot.gif`` where OpenCV cannot write MP4) from the joint snapshots
+    (``simulate(video_every_s=...)``), ``video_size`` (width, height) pixels at
+    ``video_fps`` frames per second (see :func:`write_video`).
 
     Returns
     -------
@@ -225,34 +228,73 @@ def write_run(out_dir: str | Path, result: RunResult, *, plots: bool = True,
                                        scene=result.scene)
         files.update({p.stem: p for p in pngs})
     if video:
-        files["video"] = write_video(out / "robot.gif", result)
+        files["video"] = write_video(out / "robot.mp4", result, size=video_size, fps=video_fps)
     result.summary = replace(result.summary,
                              outputs=tuple(sorted({p.name for p in files.values()})))
     write_summary(files["summary"], result.summary)
     return files
 
 
-def write_video(path: Path, result: RunResult, *, size: tuple[int, int] = (320, 240),
-                fps: float = 8.0) -> Path:
-    """A GIF of the robot at each joint snapshot (PyBullet headless render, Pillow).
+def write_video(path: Path, result: RunResult, *, size: tuple[int, int] = (640, 480),
+                fps: float = 10.0, fmt: Literal["auto", "mp4", "gif"] = "auto") -> Path:
+    """The robot tracking, one frame per joint snapshot: the PyBullet headless render with
+    the beam axis (red while the beam is on), the target, a time stamp, the beam's state
+    (on, hold and why, moving) and a beam's-eye inset of the targeting error drawn on it.
+
+    Parameters
+    ----------
+    path : Path
+        Output file; its suffix is set by the format (``.mp4`` or ``.gif``).
+    result : RunResult
+        A run simulated with ``video_every_s`` (the snapshots' spacing, s of simulated time).
+    size : (int, int)
+        Frame width and height (pixels, 64..4096).
+    fps : float
+        Frames per second of the video (0 < fps <= 120).
+    fmt : {"auto", "mp4", "gif"}
+        ``"auto"``: MP4 (OpenCV ``mp4v``) where OpenCV can write it, GIF otherwise.
+
+    Returns
+    -------
+    Path
+        The file written.
 
     Raises
     ------
     CksimError
         When the run recorded no snapshots (no PyBullet robot, or no ``video_every_s``).
+    ValueError
+        Bad ``size`` or ``fps``.
     """
-    from PIL import Image
-
+    from ._interlocks import HOLD_REASONS
     from ._robot import ControllerRobot
+    from ._video import Camera, camera_matrices, draw_overlay, encode_frames, frame_state
 
-    snaps = result.record.snapshots
+    width, height = (int(v) for v in size)
+    if not (64 <= width <= 4096 and 64 <= height <= 4096):
+        raise ValueError(f"size must be 64..4096 pixels each, got {width}x{height}")
+    if not 0 < fps <= 120:
+        raise ValueError(f"fps must be in (0, 120], got {fps}")
+    rec = result.record
+    snaps = rec.snapshots
     if not snaps or not isinstance(result.robot, ControllerRobot):
         raise CksimError("--video: no robot snapshots were recorded (needs the PyBullet robot)")
     world = result.robot.controller.world
-    frames = []
-    for _, q in snaps:
-        world.set_joints(q)
-        frames.append(Image.fromarray(world.render_frame(*size)))
-    frames[0].save(path, save_all=True, append_images=frames[1:],
-                   duration=int(1000 / fps), loop=0)
-    return Path(path)
+    camera = Camera()
+    view, proj = camera_matrices(camera, width, height)
+    every_s = snaps[1][0] - snaps[0][0] if len(snaps) > 1 else 1.0 / fps
+    speedup = round(every_s * fps, 3)
+
+    def frames():
+        for t, q in snaps:
+            world.set_joints(q)
+            src, d = world.beam_axis()
+            i = min(int(np.searchsorted(rec.time_s, t - 1e-9)), rec.time_s.size - 1)
+            st = frame_state(rec, i, source_room=src, direction_room=d,
+                             n_beams=len(result.beams), speedup=speedup,
+                             hold_reasons=HOLD_REASONS)
+            img = world.render_frame(width, height, eye_room=camera.eye_room,
+                                     look_at_room=camera.look_at_room, fov_deg=camera.fov_deg)
+            yield draw_overlay(img, st, view, proj)
+
+    return encode_frames(frames(), Path(path), size=(width, height), fps=fps, fmt=fmt)
