@@ -83,7 +83,9 @@ def hold_bands(rec, hold_reasons: tuple[str, ...] | None = None) -> list[HoldBan
                 ended = later["kind"]
                 break
         reasons = list(ev.get("reasons") or [])
-        sel = (t >= start) & (t < end) if end > start else t == start
+        # event times are rounded to 1 µs: a step belongs to the band from its hold event up
+        # to (not including) the step of its resume event
+        sel = (t >= start - 1e-6) & (t < end - 1e-6) if end > start else np.abs(t - start) < 1e-6
         if sel.any():
             union = int(np.bitwise_or.reduce(np.asarray(rec.hold_mask)[sel]))
             reasons += [r for r in _mask_reasons(union, hold_reasons) if r not in reasons]

@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["Camera", "VideoFormat", "camera_matrices", "draw_overlay", "encode_frames",
-           "frame_state", "mp4_available", "project_room"]
+__all__ = ["Camera", "FrameState", "VideoFormat", "camera_matrices", "draw_overlay",
+           "encode_frames", "frame_state", "mp4_available", "project_room"]
 
 VideoFormat = Literal["auto", "mp4", "gif"]
 
