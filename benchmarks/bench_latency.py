@@ -95,8 +95,10 @@ def test_correction_loop_latency(benchmark, scene):
     benchmark.extra_info.update({f"latency_{k}": v for k, v in stats.items()})
     # the loop treats: the beam is on for most of the timed steps and follows the command
     timed = slice(state["i"] - N_LOOP, state["i"])
-    assert (rec.beam_on_s[timed] > 0).mean() > 0.5
-    assert np.nanmax(rec.robot_error_mm[timed]) < 2.0
+    on = rec.beam_on_s[timed] > 0
+    assert on.mean() > 0.5
+    # with the beam on, the robot follows within the interlock's limit (it travels between)
+    assert rec.robot_error_mm[timed][on].max() <= scene.tracking.interlocks.max_robot_error_mm
 
 
 @pytest.fixture(scope="module")
