@@ -131,7 +131,24 @@ def _finite_numbers(node) -> bool:
 def scene_text(draw):
     src = draw(st.sampled_from(SCENES))
     text = src.read_text(encoding="utf-8")
-    kind = draw(st.sampled_from(["value", "value", "value", "delete", "unknown", "text"]))
+    kind = draw(st.sampled_from(["value", "value", "value", "delete", "unknown", "text",
+                                 "structure"]))
+    if kind == "structure":  # hostile YAML: deep nesting, alias bombs, binary, wrong tops
+        key = draw(st.sampled_from(["motion", "tracking", "room", "junk"]))
+        depth = draw(st.sampled_from([50, 3000]))
+        bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+            f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+            for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+        return draw(st.sampled_from([
+            text + f"{key}: " + "[" * depth + "]" * depth + "\n",
+            text + f"{key}: " + "{a: " * depth + "1" + "}" * depth + "\n",
+            bomb + text,
+            text + "name: !!binary aGVsbG8=\n",
+            "- " + text.replace("\n", "\n  "),
+            "just a string\n",
+            "",
+            "# only a comment\n",
+        ]))
     if kind == "text":  # damage the YAML text itself
         cut = draw(st.integers(0, len(text)))
         insert = draw(st.sampled_from(["", ": :", "\t", "- [", "&a [*a]", "\x00", "{",
@@ -253,6 +270,60 @@ def _fuzz_ct(n: int, tmp_path: Path, capfd) -> Counter:
 
 
 # ---- image pairs ----------------------------------------------------------------------------
+def _mutate_image(draw, img: np.ndarray) -> np.ndarray:
+    """A damaged copy of a live image (NaN, inf, zeros, shape, dtype, scale, ...)."""
+    kind = draw(st.sampled_from(["nan", "inf", "zero", "shape", "dtype", "empty", "scale",
+                                 "noise", "ndim", "negative"]))
+    a = img.copy()
+    if kind == "nan":
+        a.flat[draw(st.integers(0, a.size - 1))] = np.nan
+    elif kind == "inf":
+        a[...] = np.inf if draw(st.booleans()) else a
+        a.flat[0] = np.inf
+    elif kind == "zero":
+        a[...] = 0
+    elif kind == "shape":
+        a = a[: draw(st.integers(1, a.shape[0] - 1))]
+    elif kind == "dtype":
+        with np.errstate(all="ignore"):
+            a = a.astype(draw(st.sampled_from([np.int8, np.uint16, np.int64, np.bool_,
+                                               np.float16, np.complex64])))
+    elif kind == "empty":
+        a = np.zeros((0,) + a.shape[1:], a.dtype) if draw(st.booleans()) else np.zeros(0)
+    elif kind == "scale":
+        with np.errstate(all="ignore"):
+            a = a * draw(st.sampled_from([1e-30, 1e30, -1.0, 1e300]))
+    elif kind == "noise":
+        a = np.random.default_rng(draw(st.integers(0, 99))).normal(0, 3, a.shape)
+    elif kind == "ndim":
+        a = a[None] if draw(st.booleans()) else a.ravel()
+    else:
+        a = -np.abs(a)
+    return a
+
+
+def _mutate_geometry(draw, geo: dict, path: Path) -> Path:
+    """A damaged copy of geometry.json (junk values, ragged matrices, cut text)."""
+    g = json.loads(json.dumps(geo))
+    view = draw(st.integers(0, len(g["views"]) - 1))
+    key = draw(st.sampled_from(["mu_water_per_mm", "room_from_ct", "projection_matrix",
+                                "detector_shape", "pixel_spacing_mm", "source_room",
+                                "views"]))
+    junk = draw(st.sampled_from(["x", None, 0, -1.0, float("nan"), [], [[1, 2], [3]],
+                                 [["a"] * 4] * 3, 1e308, {"a": 1}, [1, 2, 3]]))
+    if key == "room_from_ct":
+        g["ct"][key] = junk
+    elif key in ("mu_water_per_mm", "views"):
+        g[key] = junk
+    else:
+        g["views"][view][key] = junk
+    text = json.dumps(g, allow_nan=True)
+    if draw(st.booleans()):
+        text = text[: draw(st.integers(0, len(text)))]
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def _fuzz_images(n: int, tmp_path: Path, capfd) -> Counter:
     counts: Counter = Counter()
     ct = tmp_path / "ct.nii.gz"
@@ -263,43 +334,24 @@ def _fuzz_images(n: int, tmp_path: Path, capfd) -> Counter:
     good = [np.load(ref / "A.npy"), np.load(ref / "B.npy")]
     geometry = ref / "geometry.json"
 
-    def mutate(draw, img):
-        kind = draw(st.sampled_from(["nan", "inf", "zero", "shape", "dtype", "empty", "scale",
-                                     "noise", "ndim", "negative"]))
-        a = img.copy()
-        if kind == "nan":
-            a.flat[draw(st.integers(0, a.size - 1))] = np.nan
-        elif kind == "inf":
-            a[...] = np.inf if draw(st.booleans()) else a
-            a.flat[0] = np.inf
-        elif kind == "zero":
-            a[...] = 0
-        elif kind == "shape":
-            a = a[: draw(st.integers(1, a.shape[0] - 1))]
-        elif kind == "dtype":
-            with np.errstate(all="ignore"):
-                a = a.astype(draw(st.sampled_from([np.int8, np.uint16, np.int64, np.bool_,
-                                                   np.float16, np.complex64])))
-        elif kind == "empty":
-            a = np.zeros((0,) + a.shape[1:], a.dtype)
-        elif kind == "scale":
-            with np.errstate(all="ignore"):
-                a = a * draw(st.sampled_from([1e-30, 1e30, -1.0, 1e300]))
-        elif kind == "noise":
-            a = np.random.default_rng(draw(st.integers(0, 99))).normal(0, 3, a.shape)
-        elif kind == "ndim":
-            a = a[None] if draw(st.booleans()) else a.ravel()
-        else:
-            a = -np.abs(a)
-        return a
+    geo = json.loads(geometry.read_text(encoding="utf-8"))
+    bad_geometry = tmp_path / "bad_geometry.json"
 
     @settings(max_examples=n, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(st.data())
     def case(data):
+        geometry_used = geometry
+        if data.draw(st.integers(0, 3)) == 0:  # a damaged geometry.json, good images
+            geometry_used = _mutate_geometry(data.draw, geo, bad_geometry)
+            imgs = [str(ref / "A.npy"), str(ref / "B.npy")]
+            code, _ = call(["register", "--scene", str(scene), "--images", *imgs,
+                            "--geometry", str(geometry_used)], capfd)
+            _tally(counts, code)
+            return
         paths = []
         for k, img in enumerate(good):
-            a = mutate(data.draw, img) if data.draw(st.booleans()) or k == 1 else img
+            a = _mutate_image(data.draw, img) if data.draw(st.booleans()) or k == 1 else img
             p = tmp_path / f"live{k}.npy"
             with np.errstate(all="ignore"):
                 np.save(p, a)
