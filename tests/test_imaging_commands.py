@@ -77,6 +77,15 @@ def test_drr_outputs_recomputable(drr_dir):
         assert png.dtype == np.uint16
         back = -np.log(np.maximum(png, 0.5) / meta["image"]["open_field_counts"])
         np.testing.assert_allclose(back[li < 5], li[li < 5], atol=2e-3)
+        # the 8-bit preview: the line integrals windowed linearly, more attenuation brighter
+        prev = cv2.imread(str(drr_dir / f"{view.name}_preview.png"), cv2.IMREAD_UNCHANGED)
+        assert prev.dtype == np.uint8 and prev.shape == li.shape
+        assert prev.min() == 0 and prev.max() == 255
+        lo, hi = np.percentile(li, [0.5, 99.5])
+        inside = (li > lo) & (li < hi)
+        expect = (li[inside] - lo) * 255.0 / (hi - lo)
+        np.testing.assert_allclose(prev[inside], expect, atol=0.5 + 1e-6)
+    assert geometry["preview"]["files"] == [f"{v.name}_preview.png" for v in views]
 
 
 def test_xray_same_seed_same_images(tmp_path, scene_file, drr_dir):

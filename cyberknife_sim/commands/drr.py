@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from . import _args
 
 _PNG_FULL_SCALE = 65535.0
@@ -77,11 +78,37 @@ def render_scene(args: argparse.Namespace) -> dict[str, Any]:
             "model": model, "target_ct_mm": patient.target_ct_mm}
 
 
+PREVIEW_PERCENTILES = (0.5, 99.5)
+"""Window of the 8-bit previews: these percentiles of each view's line integrals."""
+
+
+def preview_8bit(line_integrals: np.ndarray) -> np.ndarray:
+    """An 8-bit display image of a view, as a radiograph is read (more attenuation is
+    brighter): line integrals windowed linearly between their ``PREVIEW_PERCENTILES``."""
+    li = np.asarray(line_integrals, dtype=np.float64)
+    finite = li[np.isfinite(li)]
+    lo, hi = np.percentile(finite, PREVIEW_PERCENTILES) if finite.size else (0.0, 1.0)
+    scale = 255.0 / max(hi - lo, 1e-12)
+    return np.clip(np.rint((np.nan_to_num(li, nan=lo) - lo) * scale), 0, 255).astype(np.uint8)
+
+
 def write_outputs(r: dict[str, Any], line_integrals, intensities, extra: dict) -> None:
-    """Write the images and ``geometry.json`` of :func:`render_scene`'s result."""
+    """Write the images, their 8-bit previews and ``geometry.json`` of
+    :func:`render_scene`'s result."""
+    import cv2
+
     from ..imaging import write_geometry_json, write_view_images
 
     write_view_images(r["out"], r["views"], line_integrals, intensities)
+    for v, li in zip(r["views"], line_integrals, strict=True):
+        path = r["out"] / f"{v.name}_preview.png"
+        if not cv2.imwrite(str(path), preview_8bit(li)):
+            raise InputError(f"could not write {path}")
+    extra = {**extra, "preview": {
+        "files": [f"{v.name}_preview.png" for v in r["views"]],
+        "what": "8-bit display image for ordinary viewers: line integrals windowed between "
+                f"their {PREVIEW_PERCENTILES[0]:g} and {PREVIEW_PERCENTILES[1]:g} percentiles, "
+                "more attenuation brighter (as a radiograph is read)"}}
     imaging = r["scene"].room.imaging
     write_geometry_json(
         r["out"] / "geometry.json", r["views"], mu_water_per_mm=imaging.mu_water_per_mm,
