@@ -92,3 +92,37 @@ def test_cli_phantom_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(e.startswith("cksim phantom: error:") for e in err)
     assert "available" in err[1]
+
+
+def test_target_in_lps_ras_or_voxel_is_the_same_point(tmp_path):
+    """A CT with a flipped, permuted direction: the three ways to give the target agree."""
+    import SimpleITK as sitk
+
+    hu = np.zeros((12, 20, 16), dtype=np.int16)
+    img = sitk.GetImageFromArray(hu)
+    img.SetSpacing((1.5, 2.0, 3.0))
+    img.SetOrigin((40.0, -30.0, 100.0))
+    img.SetDirection((0, -1, 0, 1, 0, 0, 0, 0, 1))  # row-major: i runs +y, j runs -x
+    path = tmp_path / "ct.mha"
+    sitk.WriteImage(img, str(path))
+    voxel = (5.5, 7.0, 4.0)
+    # by hand: LPS = origin + D @ (spacing * ijk)
+    lps = np.array([40.0 - 7.0 * 2.0, -30.0 + 5.5 * 1.5, 100.0 + 4.0 * 3.0])
+    ras = [-lps[0], -lps[1], lps[2]]
+    targets = []
+    for key, value in (("target_ct_mm", lps.tolist()), ("target_ras_mm", ras),
+                       ("target_voxel", list(voxel))):
+        scene = scene_from_dict({"patient": {"phantom": None, "ct": str(path), key: value}})
+        targets.append(load_patient(scene).target_ct_mm)
+    for t in targets:
+        np.testing.assert_allclose(t, lps, atol=1e-9)
+
+
+def test_one_target_only_and_outside_names_the_key(tmp_path):
+    from cyberknife_sim.errors import SceneError
+
+    with pytest.raises(SceneError, match="give one target"):
+        scene_from_dict({"patient": {"target_ct_mm": [0, 0, 0], "target_ras_mm": [0, 0, 0]}})
+    scene = scene_from_dict({"patient": {"phantom": "coarse", "target_voxel": [5000, 0, 0]}})
+    with pytest.raises(InputError, match=r"patient\.target_voxel: the target .* lies outside"):
+        load_patient(scene)

@@ -61,9 +61,9 @@ def load_patient(scene: Scene) -> Patient:
     """Build the scene's patient: the phantom preset ``scene.patient.phantom`` generated
     with ``scene.simulation.seed``, or the CT file ``scene.patient.ct``.
 
-    The target is ``scene.patient.target_ct_mm`` when given, else the phantom's lesion
-    center. Raises InputError when the CT cannot be read, the preset is unknown or the
-    target lies outside the CT.
+    The target is the scene's (``target_ct_mm`` in LPS mm, ``target_ras_mm`` in RAS mm or
+    ``target_voxel`` as a voxel index), else the phantom's lesion center. Raises InputError
+    when the CT cannot be read, the preset is unknown or the target lies outside the CT.
     """
     ps = scene.patient
     truth = None
@@ -71,15 +71,17 @@ def load_patient(scene: Scene) -> Patient:
     if ps.uses_phantom:
         ph = make_phantom(ps.phantom or "default", seed=int(scene.simulation.seed))
         volume, truth, labels = ph.volume, ph.truth, ph.labels
-        target = (np.array(ps.target_ct_mm, dtype=np.float64) if ps.target_ct_mm is not None
-                  else np.array(truth.target_center_ct_mm))
     else:
         volume = read_ct(ps.ct)
-        target = np.array(ps.target_ct_mm, dtype=np.float64)
+    target = ps.target_lps_mm(volume.ct_from_ijk)
+    if target is None:
+        target = np.array(truth.target_center_ct_mm, dtype=np.float64)
     if not bool(volume.contains_ct(target)[0]):
         corners = np.round(volume.corners_ct()[[0, -1]], 1).tolist()
-        raise InputError(f"patient.target_ct_mm {np.round(target, 2).tolist()} lies outside "
-                         f"the CT {volume.name} (corner voxels at {corners})")
+        key = next((k for k in ("target_ct_mm", "target_ras_mm", "target_voxel")
+                    if getattr(ps, k) is not None), "target_ct_mm")
+        raise InputError(f"patient.{key}: the target (LPS mm {np.round(target, 2).tolist()}) "
+                         f"lies outside the CT {volume.name} (corner voxels at {corners})")
     target.flags.writeable = False
     room_from_ct = planned_room_from_ct(target)
     room_from_ct.flags.writeable = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ._base import ScenePath, Section, bounded_vec3, items, resolve_scene_path
@@ -13,6 +14,8 @@ __all__ = ["PatientSettings"]
 
 _CtPoint = bounded_vec3(ge=-100000.0, le=100000.0)
 """A point in CT mm (LPS), each component within ±100 m."""
+_Voxel = bounded_vec3(ge=-0.5, le=100000.0)
+"""A voxel index (i, j, k), 0-based, fractions allowed."""
 _OarName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9 _-]*$", max_length=64)]
 
 
@@ -26,7 +29,14 @@ class PatientSettings(Section):
         None, description="CT file (.nii, .nii.gz, .mha, .mhd, .nrrd) or a folder holding one "
         "DICOM series (not the scene's own folder); relative to the scene file")
     target_ct_mm: _CtPoint | None = Field(
-        None, description="target center in CT mm (LPS); null: the phantom's lesion center")
+        None, description="target center in CT mm (DICOM LPS); null: the phantom's lesion "
+        "center. Give at most one of target_ct_mm, target_ras_mm, target_voxel")
+    target_ras_mm: _CtPoint | None = Field(
+        None, description="target center in RAS mm, as 3D Slicer shows it: (R, A, S) = "
+        "(-x, -y, z) of LPS")
+    target_voxel: _Voxel | None = Field(
+        None, description="target center as a 0-based voxel index (i, j, k) = (column, row, "
+        "slice) of the CT as read (fractions allowed), mapped through the CT's own affine")
     target_radius_mm: float = Field(10.0, gt=0.0, le=100.0,
                                     description="target (lesion) radius used by the plan (mm)")
     organs_at_risk: Annotated[tuple[_OarName, ...], items(0, 50)] = Field(
@@ -62,9 +72,34 @@ class PatientSettings(Section):
     def _one_source(self) -> PatientSettings:
         if self.ct is not None and self.phantom not in (None, "default"):
             raise ValueError("give either `phantom` or `ct`, not both")
-        if self.ct is not None and self.target_ct_mm is None:
-            raise ValueError("`target_ct_mm` is required when `ct` is a file")
+        given = [k for k in ("target_ct_mm", "target_ras_mm", "target_voxel")
+                 if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one target, not {' and '.join(given)}")
+        if self.ct is not None and not given:
+            raise ValueError("a target is required when `ct` is a file: `target_ct_mm` (LPS "
+                             "mm), `target_ras_mm` (RAS mm, as 3D Slicer shows) or "
+                             "`target_voxel` (i, j, k)")
         return self
+
+    def target_lps_mm(self, ct_from_ijk: np.ndarray) -> np.ndarray | None:
+        """The target in CT mm (LPS) from whichever form the scene gives, or None (the
+        phantom's lesion center).
+
+        Parameters
+        ----------
+        ct_from_ijk : ndarray, shape (4, 4)
+            The CT's voxel-index → LPS mm affine (for ``target_voxel``).
+        """
+        if self.target_ct_mm is not None:
+            return np.array(self.target_ct_mm, dtype=np.float64)
+        if self.target_ras_mm is not None:
+            r, a, s = self.target_ras_mm
+            return np.array([-r, -a, s], dtype=np.float64)
+        if self.target_voxel is not None:
+            ijk1 = np.append(np.asarray(self.target_voxel, dtype=np.float64), 1.0)
+            return (np.asarray(ct_from_ijk, dtype=np.float64) @ ijk1)[:3]
+        return None
 
     @property
     def uses_phantom(self) -> bool:
