@@ -6,6 +6,7 @@ degrees). The caller states which columns hold what and the time unit; nothing i
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,18 @@ AXIS_NAMES = ("x", "y", "z", "rx", "ry", "rz")
 
 MIN_SAMPLES = 4
 """Fewest samples a trace may have."""
+MAX_FILE_BYTES = 64 * 2**20
+"""Largest trace file read (bytes): about a day of 26 Hz 6-DoF samples."""
+MAX_ABS_VALUE = 1e6
+"""Largest |motion value| accepted after ``value_scale`` (mm or degrees)."""
+TIME_UNIT_RANGE_S = (1e-9, 3600.0)
+"""Accepted seconds per time unit (ns … hours)."""
+SAMPLE_INTERVAL_RANGE_S = (1e-4, 10.0)
+"""Accepted median interval between samples after the time unit (s)."""
+MAX_DURATION_S = 1e6
+"""Longest accepted span from first to last sample (s; about 11.6 days)."""
+MAX_TIME_S = 1e9
+"""Largest accepted |time stamp| after the time unit (s)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,128 @@ def _check_series(time_s: NDArray[np.float64], values: NDArray[np.float64], wher
                          f"({time_s[i]:g} then {time_s[i + 1]:g} s)")
 
 
+def _check_options(where: str, time_column: int, cols: list[int], time_unit_s: float,
+                   value_scale: float, skip_rows: int) -> None:
+    if not 1 <= len(cols) <= 6:
+        raise InputError(f"{where}: between 1 and 6 motion columns are needed (got {len(cols)})")
+    bad = [c for c in [time_column, *cols] if c < 0]
+    if bad:
+        raise InputError(f"{where}: column numbers are 0-based and must not be negative "
+                         f"(got {bad[0]})")
+    lo, hi = TIME_UNIT_RANGE_S
+    if not (np.isfinite(time_unit_s) and lo <= time_unit_s <= hi):
+        raise InputError(f"{where}: time_unit_s must be within {lo:g}..{hi:g} s "
+                         f"(got {time_unit_s:g})")
+    if not (np.isfinite(value_scale) and value_scale != 0):
+        raise InputError(f"{where}: value_scale must be finite and non-zero "
+                         f"(got {value_scale:g})")
+    if skip_rows < 0:
+        raise InputError(f"{where}: skip_rows must not be negative (got {skip_rows})")
+
+
+def _parse_axes(where: str, axes: Sequence[str] | None,
+                n: int) -> tuple[tuple[str, ...], NDArray[np.float64]]:
+    if axes is None:
+        axes = ("s",) if n == 1 else AXIS_NAMES[:n]
+    if len(axes) != n:
+        raise InputError(f"{where}: {len(axes)} axes given for {n} columns")
+    parsed = [_parse_axis(a, where) for a in axes]
+    names = tuple(name for name, _ in parsed)
+    if len(set(names)) != len(names):
+        raise InputError(f"{where}: an axis is named twice in {list(axes)}")
+    return names, np.array([sign for _, sign in parsed])
+
+
+def _read_text(path: str | Path, where: str) -> str:
+    """The file's text; non-UTF-8 bytes survive as surrogates (refused in data lines only)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read trace ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{where}: is a folder, not a trace file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{where}: not a regular file (a device, FIFO or socket); give a "
+                         "text trace file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise InputError(f"{where}: {st.st_size / 2**20:.0f} MiB is more than the "
+                         f"{MAX_FILE_BYTES // 2**20} MiB a trace file may have")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read trace ({exc.strerror or exc})") from None
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise InputError(f"{where}: damaged UTF-16 text") from None
+    if b"\x00" in raw:
+        raise InputError(f"{where}: binary data (NUL bytes), not a text trace (UTF-16 needs "
+                         "a byte-order mark; UTF-8 or ASCII is best)")
+    return raw.decode("utf-8-sig", errors="surrogateescape")
+
+
+def _split_rows(text: str, where: str, delimiter: str | None,
+                skip_rows: int) -> list[tuple[int, list[str]]]:
+    rows: list[tuple[int, list[str]]] = []
+    header_checked = False
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if lineno <= skip_rows or not stripped or stripped.startswith("#"):
+            continue
+        cells = (stripped.split(delimiter) if delimiter
+                 else stripped.replace(",", " ").split())
+        if not header_checked:
+            header_checked = True
+            try:
+                float(cells[0])
+            except ValueError:
+                continue  # header line
+        if any("\udc80" <= ch <= "\udcff" for ch in stripped):
+            raise InputError(f"{where}: line {lineno} is not UTF-8 or ASCII text (binary data "
+                             "or another encoding)")
+        rows.append((lineno, cells))
+    if not rows:
+        raise InputError(f"{where}: no samples found")
+    return rows
+
+
+def _table(rows: list[tuple[int, list[str]]], where: str, time_column: int,
+           cols: list[int]) -> NDArray[np.float64]:
+    need = max([*cols, time_column])
+    data = np.empty((len(rows), len(cols) + 1))
+    for i, (lineno, cells) in enumerate(rows):
+        if len(cells) <= need:
+            raise InputError(f"{where}: line {lineno} has {len(cells)} columns; column "
+                             f"{need} (0-based) is needed")
+        try:
+            data[i, 0] = float(cells[time_column])
+            data[i, 1:] = [float(cells[c]) for c in cols]
+        except ValueError:
+            raise InputError(f"{where}: line {lineno}: non-numeric value") from None
+    return data
+
+
+def _check_magnitudes(time_s: NDArray[np.float64], values: NDArray[np.float64], where: str,
+                      time_unit_s: float, linenos: list[int]) -> None:
+    big = np.argwhere(np.abs(values) > MAX_ABS_VALUE)
+    if big.size:
+        row, col = big[0]
+        raise InputError(f"{where}: line {linenos[row]}: value {values[row, col]:g} in motion "
+                         f"column {col + 1} is beyond ±{MAX_ABS_VALUE:g} (mm or deg)")
+    dt = float(np.median(np.diff(time_s))) if time_s.size > 1 else 1.0
+    lo, hi = SAMPLE_INTERVAL_RANGE_S
+    if not lo <= dt <= hi:
+        raise InputError(f"{where}: median sampling interval {dt:g} s (time_unit_s "
+                         f"{time_unit_s:g}) is outside {lo:g}..{hi:g} s; check the time unit")
+    span = float(time_s[-1] - time_s[0])
+    if span > MAX_DURATION_S or np.max(np.abs(time_s[[0, -1]])) > MAX_TIME_S:
+        raise InputError(f"{where}: time runs {time_s[0]:g}..{time_s[-1]:g} s (time_unit_s "
+                         f"{time_unit_s:g}); a trace may span at most {MAX_DURATION_S:g} s "
+                         f"within ±{MAX_TIME_S:g} s; check the time column and unit")
+
+
 def read_trace(path: str | Path, *, time_column: int = 0, columns: Sequence[int] = (1,),
                time_unit_s: float = 1.0, axes: Sequence[str] | None = None,
                value_scale: float = 1.0, delimiter: str | None = None,
@@ -135,62 +270,28 @@ def read_trace(path: str | Path, *, time_column: int = 0, columns: Sequence[int]
     Raises
     ------
     InputError
-        Missing/unreadable file, bad column numbers, non-numeric cells, NaN, non-monotonic
-        time or too few samples; the message names the file and the row.
+        Missing/unreadable file, a folder, FIFO or device instead of a regular file, a file
+        over :data:`MAX_FILE_BYTES`, binary or undecodable data lines (comments may be in
+        any 8-bit encoding; UTF-16 with a byte-order mark is read), bad or negative column
+        numbers, a time unit outside :data:`TIME_UNIT_RANGE_S`, non-numeric cells, NaN or
+        infinite cells, |value| over :data:`MAX_ABS_VALUE` (after ``value_scale``),
+        non-monotonic time, a median sampling interval outside
+        :data:`SAMPLE_INTERVAL_RANGE_S` or a span over :data:`MAX_DURATION_S` (after
+        ``time_unit_s``: a wrong unit shows up here) or too few samples; the message is
+        one line naming the file and, where there is one, the line.
     """
     where = str(path)
     cols = [int(c) for c in columns]
-    if not 1 <= len(cols) <= 6:
-        raise InputError(f"{where}: between 1 and 6 motion columns are needed (got {len(cols)})")
-    if time_unit_s <= 0 or not np.isfinite(time_unit_s):
-        raise InputError(f"{where}: time_unit_s must be positive (got {time_unit_s})")
-    if axes is None:
-        axes = ("s",) if len(cols) == 1 else AXIS_NAMES[: len(cols)]
-    if len(axes) != len(cols):
-        raise InputError(f"{where}: {len(axes)} axes given for {len(cols)} columns")
-    parsed = [_parse_axis(a, where) for a in axes]
-    names = tuple(n for n, _ in parsed)
-    if len(set(names)) != len(names):
-        raise InputError(f"{where}: an axis is named twice in {list(axes)}")
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise InputError(f"{where}: cannot read trace ({exc.strerror or exc})") from None
-    rows: list[list[str]] = []
-    first_line = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if lineno <= skip_rows:
-            continue
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        cells = (stripped.split(delimiter) if delimiter
-                 else stripped.replace(",", " ").split())
-        if not rows and first_line == 0:
-            first_line = lineno
-            try:
-                float(cells[0])
-            except ValueError:
-                continue  # header line
-        rows.append([lineno, *cells])  # type: ignore[list-item]
-    if not rows:
-        raise InputError(f"{where}: no samples found")
-    need = max(cols + [time_column])
-    data = np.empty((len(rows), len(cols) + 1))
-    for i, row in enumerate(rows):
-        lineno, cells = row[0], row[1:]
-        if len(cells) <= need:
-            raise InputError(f"{where}: line {lineno} has {len(cells)} columns; column "
-                             f"{need} (0-based) is needed")
-        try:
-            data[i, 0] = float(cells[time_column])
-            data[i, 1:] = [float(cells[c]) for c in cols]
-        except ValueError:
-            raise InputError(f"{where}: line {lineno}: non-numeric value") from None
-    signs = np.array([s for _, s in parsed])
-    time_s = data[:, 0] * time_unit_s
-    values = data[:, 1:] * signs * value_scale
+    _check_options(where, int(time_column), cols, float(time_unit_s), float(value_scale),
+                   int(skip_rows))
+    names, signs = _parse_axes(where, axes, len(cols))
+    rows = _split_rows(_read_text(path, where), where, delimiter, int(skip_rows))
+    data = _table(rows, where, int(time_column), cols)
+    with np.errstate(over="ignore", invalid="ignore"):
+        time_s = data[:, 0] * time_unit_s
+        values = data[:, 1:] * signs * value_scale
     _check_series(time_s, values, where, min_samples)
+    _check_magnitudes(time_s, values, where, time_unit_s, [r[0] for r in rows])
     return Trace(time_s=time_s, values=values, axes=names, source=where)
 
 
