@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..anatomy._ctfile import native_stderr_quiet
 from ..errors import InputError, RegistrationFailed
 
 _IMAGE_SUFFIXES = (".npy", ".png", ".tif", ".tiff")
@@ -49,36 +50,77 @@ def _parse_target(text: str) -> np.ndarray:
     return np.array(values)
 
 
+MAX_IMAGE_PIXELS = 8192 * 8192
+"""Largest live image read (pixels)."""
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` of real float line integrals (header checked before the data is read)."""
+    try:
+        mm = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "empty or cut-short file"
+        raise InputError(f"{path}: cannot read .npy ({reason})") from None
+    if not isinstance(mm, np.ndarray):
+        raise InputError(f"{path}: expected one array in the .npy file")
+    if mm.dtype.kind != "f":
+        raise InputError(f"{path}: expected float line integrals (got dtype {mm.dtype}); "
+                         "detector counts go in a 16-bit PNG/TIFF")
+    if mm.ndim == 2 and mm.size > MAX_IMAGE_PIXELS:
+        raise InputError(f"{path}: {mm.shape[0]}x{mm.shape[1]} pixels is more than the "
+                         f"{MAX_IMAGE_PIXELS} a live image may have")
+    return np.array(mm)
+
+
 def read_live_image(path: str | Path) -> np.ndarray:
     """Read one live image: ``.npy`` (float line integrals) or 16-bit ``.png``/``.tif(f)``.
+
+    Integer ``.npy`` arrays are refused (an integer image means detector counts, which
+    come as 16-bit PNG/TIFF); so are NaN or infinite pixels, empty and constant (blank)
+    images.
 
     Raises
     ------
     InputError
-        Missing file, unknown suffix, unreadable or not a 2-D single-channel image.
+        Missing file, not a regular file, unknown suffix, unreadable, not a 2-D
+        single-channel image, a wrong dtype, non-finite or blank.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: image file not found")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
     suffix = path.suffix.lower()
     if suffix not in _IMAGE_SUFFIXES:
         raise InputError(f"{path}: unsupported image type (use one of {_IMAGE_SUFFIXES})")
     if suffix == ".npy":
-        try:
-            img = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: cannot read .npy ({exc})") from exc
-        if not np.issubdtype(img.dtype, np.number):
-            raise InputError(f"{path}: expected a numeric array (got dtype {img.dtype})")
+        img = _load_npy(path)
     else:
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        with native_stderr_quiet():  # libpng / libtiff print their errors on fd 2
+            img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if img is None:
-            raise InputError(f"{path}: cannot read image")
+            raise InputError(f"{path}: cannot read image (damaged or not a {suffix} file)")
         if img.dtype != np.uint16:
             raise InputError(f"{path}: expected a 16-bit grayscale image (got {img.dtype})")
     if img.ndim != 2:
         raise InputError(f"{path}: expected a 2-D single-channel image (got shape {img.shape})")
+    if img.size == 0:
+        raise InputError(f"{path}: empty image (shape {img.shape})")
+    bad = ~np.isfinite(img)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(f"{path}: {int(bad.sum())} pixel(s) are NaN or infinite (first at "
+                         f"row {r}, column {c})")
+    if img.min() == img.max():
+        raise InputError(f"{path}: blank image (every pixel is {img.flat[0]:g})")
     return img
+
+
+def _explicit(name: str, value: str | None) -> str | None:
+    """An option given on the command line must not be an empty string."""
+    if value is not None and not value.strip():
+        raise InputError(f"{name} '': empty value (leave the option out to use the scene's)")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,13 +130,15 @@ def run(args: argparse.Namespace) -> int:
     from ..registration import Registration2D3D
     from ..scene import load_scene
 
+    geometry, ct = _explicit("--geometry", args.geometry), _explicit("--ct", args.ct)
+    target_text = _explicit("--target", args.target)
     scene = load_scene(args.scene)
     images = [read_live_image(p) for p in args.images]
     imaging = scene.room.imaging
-    if args.geometry:
-        views, meta = load_geometry_json(args.geometry)
+    if geometry is not None:
+        views, meta = load_geometry_json(geometry)
         if len(views) != 2:
-            raise InputError(f"{args.geometry}: expected 2 views (got {len(views)})")
+            raise InputError(f"{geometry}: expected 2 views (got {len(views)})")
         mu = float(meta.get("mu_water_per_mm", imaging.mu_water_per_mm))
     else:
         views, mu = imaging_pair(imaging), imaging.mu_water_per_mm
@@ -102,15 +146,16 @@ def run(args: argparse.Namespace) -> int:
         if img.shape != view.shape:
             raise InputError(f"{path}: image shape {img.shape} does not match view "
                              f"{view.name}'s detector {view.shape}")
-    if args.ct:
-        if not args.target:
+    if ct is not None:
+        if target_text is None:
             raise InputError("--target x,y,z (CT mm) is required with --ct")
-        volume = read_ct(args.ct)
-        target = _parse_target(args.target)
+        target = _parse_target(target_text)
+        volume = read_ct(ct)
     else:
+        target = _parse_target(target_text) if target_text is not None else None
         patient = load_patient(scene)
         volume = patient.volume
-        target = _parse_target(args.target) if args.target else patient.target_ct_mm
+        target = patient.target_ct_mm if target is None else target
     if not bool(volume.contains_ct(target)[0]):
         raise InputError(f"target {np.round(target, 1).tolist()} (CT mm) lies outside the CT "
                          f"{volume.name}")

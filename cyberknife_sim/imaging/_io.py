@@ -12,6 +12,7 @@ homogeneous ``(col, row, 1)`` of pixel centers), ``source_room``, ``detector_cen
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,35 +102,101 @@ def load_geometry_json(path: str | Path) -> tuple[tuple[ViewGeometry, ...], dict
     path = Path(path)
     if path.is_dir():
         path = path / "geometry.json"
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read geometry ({exc.strerror})") from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    data = _read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("views"), list) or not data["views"]:
         raise InputError(f"{path}: 'views' must be a non-empty list")
-    views = []
-    for i, entry in enumerate(data["views"]):
-        try:
-            view = ViewGeometry.from_dict(entry)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{path}: views[{i}]: bad or missing key ({exc})") from exc
-        stored = np.asarray(entry.get("projection_matrix", view.projection_matrix), dtype=float)
-        ref = view.projection_matrix
-        if stored.shape != (3, 4) or not np.allclose(stored / np.abs(stored).max(),
-                                                     ref / np.abs(ref).max(), atol=1e-6):
-            raise InputError(f"{path}: views[{i}].projection_matrix contradicts the detector "
-                             "geometry given beside it")
-        views.append(view)
+    views = tuple(_view_entry(path, i, entry) for i, entry in enumerate(data["views"]))
     meta = {k: v for k, v in data.items() if k != "views"}
+    if "mu_water_per_mm" in meta:
+        meta["mu_water_per_mm"] = _mu_water(path, meta["mu_water_per_mm"])
     ct = meta.get("ct")
     if isinstance(ct, dict) and "room_from_ct" in ct:
-        m = np.asarray(ct["room_from_ct"], dtype=np.float64)
+        m = _float_array(path, "ct.room_from_ct", ct["room_from_ct"])
         if m.shape != (4, 4):
             raise InputError(f"{path}: ct.room_from_ct must be 4x4 (got shape {m.shape})")
         meta["ct"] = {**ct, "room_from_ct": m}
     if isinstance(ct, dict) and isinstance(ct.get("path"), str):
         ct_path = Path(ct["path"])
         meta["ct"]["path"] = str(ct_path if ct_path.is_absolute() else path.parent / ct_path)
-    return tuple(views), meta
+    return views, meta
+
+
+MAX_GEOMETRY_BYTES = 16 * 2**20
+"""Largest geometry.json read (bytes)."""
+
+
+def _read_json(path: Path) -> Any:
+    """Parse a regular, bounded-size UTF-8 JSON file; one-line InputError otherwise."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read geometry ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file")
+    if st.st_size > MAX_GEOMETRY_BYTES:
+        raise InputError(f"{path}: {st.st_size} bytes is too large for a geometry file")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read geometry ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text (expected a JSON geometry file)") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply") from None
+
+
+def _float_array(path: Path, key: str, value: Any) -> NDArray[np.float64]:
+    """A finite float64 array from JSON lists; InputError naming ``key`` otherwise."""
+    if isinstance(value, bool) or _has_bool(value):
+        raise InputError(f"{path}: {key} must hold numbers (got a boolean)")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: {key} must be a rectangular array of numbers "
+                         f"(got {_short(value)})") from None
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{path}: {key} holds NaN or infinite values")
+    return arr
+
+
+def _has_bool(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_has_bool(v) for v in value)
+    return isinstance(value, bool)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value)[: limit + 1] if not isinstance(value, str) else repr(value[:limit])
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _mu_water(path: Path, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{path}: mu_water_per_mm must be a number in 1/mm (got "
+                         f"{_short(value)})")
+    mu = float(value)
+    if not (np.isfinite(mu) and 0.0 < mu <= 1.0):
+        raise InputError(f"{path}: mu_water_per_mm must be within (0, 1] 1/mm (got {mu:g})")
+    return mu
+
+
+def _view_entry(path: Path, i: int, entry: Any) -> ViewGeometry:
+    """One ``views[i]`` entry, its stored projection matrix checked against its geometry."""
+    if not isinstance(entry, dict):
+        raise InputError(f"{path}: views[{i}] must be a mapping (got {_short(entry)})")
+    try:
+        view = ViewGeometry.from_dict(entry)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: views[{i}]: bad or missing key ({exc})") from None
+    if "projection_matrix" not in entry:
+        return view
+    stored = _float_array(path, f"views[{i}].projection_matrix", entry["projection_matrix"])
+    ref = view.projection_matrix
+    if (stored.shape != (3, 4) or not np.abs(stored).max() > 0
+            or not np.allclose(stored / np.abs(stored).max(), ref / np.abs(ref).max(),
+                               atol=1e-6)):
+        raise InputError(f"{path}: views[{i}].projection_matrix contradicts the detector "
+                         "geometry given beside it")
+    return view
