@@ -126,7 +126,6 @@ def _register(pair, *, images=None, geometry=None, extra=()):
 
 @pytest.mark.parametrize(("make", "words"), [
     (lambda p, v: p.write_bytes(b""), "cannot read .npy"),
-    (lambda p, v: np.save(p, np.zeros(v.shape, np.float32)), "blank image"),
     (lambda p, v: np.save(p, np.full(v.shape, np.nan, np.float32)), "NaN or infinite"),
     (lambda p, v: np.save(p, np.where(np.eye(*v.shape) > 0, np.inf, 1.0)), "NaN or infinite"),
     (lambda p, v: np.save(p, np.arange(v.shape[0] * v.shape[1], dtype=np.int32)
@@ -149,16 +148,25 @@ def test_register_bad_png_images(pair, tmp_path, capfd):
     cv2.imwrite(str(eight), np.full(shape, 100, np.uint8))
     assert "16-bit" in _one_error_line(_register(pair, images=[eight, pair[2][1]]), capfd,
                                        "register")
-    black = tmp_path / "black.png"
-    cv2.imwrite(str(black), np.zeros(shape, np.uint16))
-    assert "blank" in _one_error_line(_register(pair, images=[black, pair[2][1]]), capfd,
-                                      "register")
     good = tmp_path / "good.tif"
     cv2.imwrite(str(good), np.arange(shape[0] * shape[1], dtype=np.uint16).reshape(shape))
     cut = tmp_path / "cut.tif"
     cut.write_bytes(good.read_bytes()[:500])
     line = _one_error_line(_register(pair, images=[cut, pair[2][1]]), capfd, "register")
     assert "cannot read image" in line
+
+
+def test_register_blank_pair_is_a_failed_registration(pair, tmp_path, capfd):
+    """Documented handling of an all-zero pair: exit 3, the JSON on stdout, one line."""
+    images = []
+    for v in pair[3]:
+        images.append(tmp_path / f"zero_{v.name}.npy")
+        np.save(images[-1], np.zeros(v.shape, np.float32))
+    assert main(_register(pair, images=images)) == 3
+    out, err = capfd.readouterr()
+    assert json.loads(out)["accepted"] is False
+    (line,) = err.splitlines()
+    assert line.startswith("cksim register: registration failed:") and "blank" in line
 
 
 def _edit_geometry(pair, tmp_path, edit) -> str:

@@ -76,14 +76,15 @@ def read_live_image(path: str | Path) -> np.ndarray:
     """Read one live image: ``.npy`` (float line integrals) or 16-bit ``.png``/``.tif(f)``.
 
     Integer ``.npy`` arrays are refused (an integer image means detector counts, which
-    come as 16-bit PNG/TIFF); so are NaN or infinite pixels, empty and constant (blank)
-    images.
+    come as 16-bit PNG/TIFF); so are NaN or infinite pixels and empty images. A blank
+    (constant, e.g. all-zero) image is read: the registration then reports that it shows
+    no structure and the command exits 3 with its JSON.
 
     Raises
     ------
     InputError
         Missing file, not a regular file, unknown suffix, unreadable, not a 2-D
-        single-channel image, a wrong dtype, non-finite or blank.
+        single-channel image, a wrong dtype or non-finite pixels.
     """
     path = Path(path)
     if not path.exists():
@@ -111,8 +112,6 @@ def read_live_image(path: str | Path) -> np.ndarray:
         r, c = np.argwhere(bad)[0]
         raise InputError(f"{path}: {int(bad.sum())} pixel(s) are NaN or infinite (first at "
                          f"row {r}, column {c})")
-    if img.min() == img.max():
-        raise InputError(f"{path}: blank image (every pixel is {img.flat[0]:g})")
     return img
 
 
