@@ -1,23 +1,61 @@
-"""``cksim validate SCENE``: check a scene file and list every problem."""
+"""``cksim validate SCENE``: check a scene file and what a run of it will read."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..scene import load_scene
+import numpy as np
+
+from ..scene import Scene, load_scene
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``validate`` sub-command."""
-    p = sub.add_parser("validate", help="check a scene file; exit 2 with one line per problem",
-                       description="Validate a scene YAML file. Prints 'ok' and exits 0, or "
-                       "prints one line per problem and exits 2.")
+    p = sub.add_parser(
+        "validate", help="check a scene file; exit 2 with one line per problem",
+        description="Validate a scene YAML file and what a run of it reads: the CT file "
+        "(complete, finite, sane geometry) with the target inside it, a recorded trace (and "
+        "that it lasts the simulation), a plan file. Prints 'ok' with what was checked and "
+        "exits 0, or prints one line per problem and exits 2. A phantom is generated at run "
+        "time and is only built here when the scene places the target on it.")
     p.add_argument("scene", help="scene YAML file")
     p.set_defaults(func=run)
 
 
+def check_inputs(scene: Scene) -> list[str]:
+    """Read the files a run of ``scene`` will read; return what was checked (one phrase
+    each). Problems raise :class:`~cyberknife_sim.errors.CksimError` (one line)."""
+    checked = []
+    ps = scene.patient
+    explicit_target = any(getattr(ps, k) is not None
+                          for k in ("target_ct_mm", "target_ras_mm", "target_voxel"))
+    if ps.ct is not None or explicit_target:
+        from ..anatomy import load_patient
+
+        patient = load_patient(scene)  # reads the CT, checks the target lies inside it
+        v = patient.volume
+        what = f"CT {v.name}" if ps.ct is not None else f"phantom '{ps.phantom}'"
+        checked.append(f"{what} read ({'x'.join(str(n) for n in v.hu.shape[::-1])} voxels), "
+                       f"target inside it")
+    else:
+        checked.append(f"phantom '{ps.phantom}' (generated at run time; target: its lesion)")
+    if scene.motion.trace.file is not None:
+        from ..motion import MotionTruth
+
+        MotionTruth.from_scene(scene, np.random.default_rng(0))  # reads the trace, checks it
+        checked.append(f"trace {scene.motion.trace.file.name} read, lasts the simulation")
+    if scene.plan.file is not None:
+        from ..plan import load_plan
+
+        plan = load_plan(scene.plan.file)
+        checked.append(f"plan {scene.plan.file.name} read ({len(plan.beams)} beams)")
+    return checked
+
+
 def run(args: argparse.Namespace) -> int:
-    """Validate ``args.scene``; problems propagate as :class:`SceneError` (exit 2)."""
+    """Validate ``args.scene``; problems propagate as :class:`SceneError` / InputError
+    (exit 2)."""
     scene = load_scene(args.scene)
-    print(f"{args.scene}: ok (scene '{scene.name}')")
+    checked = check_inputs(scene)
+    print(f"{args.scene}: ok (scene '{scene.name}'; {'; '.join(checked)})")
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ..errors import SceneError
 from ._base import Section
@@ -40,6 +40,20 @@ class Scene(Section):
                                            description="simulation clock")
     source: Path | None = Field(None, exclude=True,
                                 description="(set by the loader) the scene file")
+
+    @model_validator(mode="after")
+    def _frames_fit(self) -> Scene:
+        frames = self.tracking.markers.rate_hz * (self.simulation.duration_s + 1.0)
+        if frames > MAX_MARKER_FRAMES:
+            raise ValueError(f"tracking.markers.rate_hz x simulation.duration_s: "
+                             f"{frames:.3g} marker frames exceed the {MAX_MARKER_FRAMES:.0e} a "
+                             f"run holds in memory (lower the rate or the duration)")
+        return self
+
+
+MAX_MARKER_FRAMES = 4_000_000
+"""Most marker-camera frames a run precomputes (about 200 bytes each: 0.8 GB at the limit;
+the default scene has 47 000)."""
 
 
 _MESSAGES = {
