@@ -105,3 +105,45 @@ def test_truth_driven_by_a_recorded_target_trace(shared_data):
                              "simulation": {"duration_s": 3000}})
     with pytest.raises(InputError, match="shorter than the simulation"):
         MotionTruth.from_scene(short, np.random.default_rng(0))
+
+
+def _trace(t, y, source="synthetic"):
+    from cyberknife_sim.motion import Trace
+
+    return Trace(time_s=np.asarray(t, float), values=np.asarray(y, float)[:, None],
+                 axes=("s",), source=source)
+
+
+def test_dominant_period_of_breathing_with_drift():
+    from cyberknife_sim.motion import dominant_period_s
+
+    t = np.arange(0, 300, 0.2)
+    y = 5 * np.sin(2 * np.pi * t / 4.0) + 0.05 * t  # 15 mm of drift over the trace
+    assert dominant_period_s(_trace(t, y)) == pytest.approx(4.0, rel=0.02)
+
+
+def test_a_trace_in_tenths_of_a_second_read_as_seconds_is_flagged():
+    from cyberknife_sim.motion import implausible_breathing
+
+    t = np.arange(0, 300, 0.2)
+    y = 5 * np.sin(2 * np.pi * t / 4.0)
+    assert implausible_breathing(_trace(t, y), time_unit_s=1.0) is None
+    msg = implausible_breathing(_trace(10 * t, y, "x.txt"), time_unit_s=1.0)
+    assert msg is not None and "tenths" in msg and msg.startswith("x.txt")
+    assert float(msg.split("period is ")[1].split(" s")[0]) == pytest.approx(40.0, rel=0.02)
+
+
+@pytest.mark.shared_data
+def test_real_traces_periods(shared_data):
+    """The real traces breathe at 3-8 s; the one stamped in tenths is flagged until its unit
+    is given (shared/data/README.md says which)."""
+    from cyberknife_sim.motion import dominant_period_s, implausible_breathing, read_trace
+
+    d = shared_data / "traces"
+    for name in ("liver_trace1_6dof.txt", "lung_trace1_large_ap_6dof.txt",
+                 "pair_mean_motion_091_internal.txt", "pair_sine_external.txt"):
+        assert 3.0 < dominant_period_s(read_trace(d / name, columns=[1])) < 8.0, name
+    ext = d / "pair_mean_motion_091_external.txt"
+    assert implausible_breathing(read_trace(ext, columns=[1]), time_unit_s=1.0)
+    assert implausible_breathing(read_trace(ext, columns=[1], time_unit_s=0.1),
+                                 time_unit_s=0.1) is None

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CksimError, InputError
-from ..motion import read_trace, resample
+from ..motion import implausible_breathing, read_trace, resample
 from ..motion._trace import TIME_UNIT_RANGE_S
 from ..tracking import make_predictor, relative_rms
 from ..tracking._predictors import METHODS, horizon_steps
@@ -120,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     trace = read_trace(args.trace, time_column=args.time_column, columns=args.columns,
                        time_unit_s=args.time_unit_s)
+    odd = implausible_breathing(trace, time_unit_s=args.time_unit_s)
+    if odd:  # printed once, after the result (cli.main holds warnings back)
+        warnings.warn(odd, UserWarning, stacklevel=1)
     trace, dt = _clocked(trace, args)
     try:
         k = horizon_steps(args.horizon_ms / 1e3, dt)

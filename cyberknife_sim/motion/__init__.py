@@ -2,7 +2,16 @@
 
 from ._breathing import BreathingPattern, CoughEvents, lognormal_factors, lujan
 from ._markers import MarkerCamera, MarkerFrames, marker_signal_mm
-from ._trace import AXIS_NAMES, Trace, check_paired, read_trace, resample
+from ._trace import (
+    AXIS_NAMES,
+    BREATHING_PERIOD_RANGE_S,
+    Trace,
+    check_paired,
+    dominant_period_s,
+    implausible_breathing,
+    read_trace,
+    resample,
+)
 from ._truth import MotionTruth, spine_pose
 
 __all__ = [
@@ -18,6 +27,9 @@ __all__ = [
     "lujan",
     "marker_signal_mm",
     "read_trace",
+    "BREATHING_PERIOD_RANGE_S",
+    "dominant_period_s",
+    "implausible_breathing",
     "resample",
     "spine_pose",
 ]

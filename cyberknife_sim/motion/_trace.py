@@ -17,7 +17,8 @@ from numpy.typing import NDArray
 
 from ..errors import InputError
 
-__all__ = ["AXIS_NAMES", "Trace", "check_paired", "read_trace", "resample"]
+__all__ = ["AXIS_NAMES", "BREATHING_PERIOD_RANGE_S", "Trace", "check_paired", "dominant_period_s",
+           "implausible_breathing", "read_trace", "resample"]
 
 AXIS_NAMES = ("x", "y", "z", "rx", "ry", "rz")
 """Names a trace column may be mapped to (room frame; mm for x y z, degrees for rx ry rz)."""
@@ -361,3 +362,46 @@ def check_paired(first: Trace, second: Trace, *, tolerance_s: float | None = Non
             f"paired traces disagree: {first.source} spans {first.time_s[0]:g}..."
             f"{first.time_s[-1]:g} s but {second.source} spans {second.time_s[0]:g}..."
             f"{second.time_s[-1]:g} s (check the time unit of each file)")
+
+
+BREATHING_PERIOD_RANGE_S = (1.0, 20.0)
+"""Dominant periods (s) plausible for a breathing trace (resting adults: about 2.5-8 s);
+outside, the time column is probably in other units than ``time_unit_s`` says."""
+
+
+def dominant_period_s(trace: Trace) -> float:
+    """The period (s) of the strongest spectral peak of the trace's velocity, on its most
+    moving column (resampled to its median sample interval, smoothed over 0.25 s). The
+    velocity's spectrum is the signal's times the frequency, so slow baseline drift, which
+    dominates many real traces' own spectrum, does not hide the breathing. NaN when it
+    cannot be told (fewer than 8 samples, or a constant signal)."""
+    t = trace.time_s
+    if t.size < 8:
+        return float("nan")
+    dt = float(np.median(np.diff(t)))
+    if not dt > 0:
+        return float("nan")
+    grid = np.arange(t[0], t[-1], dt)
+    vel = np.diff(np.column_stack([np.interp(grid, t, c) for c in trace.values.T]), axis=0)
+    if vel.shape[0] < 8:
+        return float("nan")
+    v = vel[:, int(np.argmax(np.var(vel, axis=0)))]
+    width = max(1, int(round(0.25 / dt)))
+    v = np.convolve(v, np.ones(width) / width, mode="same")
+    spec = np.abs(np.fft.rfft(v - v.mean()))
+    if spec.size < 3 or not np.any(spec[1:] > 0):
+        return float("nan")
+    k = 1 + int(np.argmax(spec[1:]))
+    return float(v.size * dt / k)
+
+
+def implausible_breathing(trace: Trace, *, time_unit_s: float) -> str | None:
+    """A one-line warning when the trace's dominant period is not a breathing period
+    (:data:`BREATHING_PERIOD_RANGE_S`), naming the period and the unit to check; else None."""
+    period = dominant_period_s(trace)
+    lo, hi = BREATHING_PERIOD_RANGE_S
+    if not np.isfinite(period) or lo <= period <= hi:
+        return None
+    hint = " (0.1 if the times are in tenths of a second)" if period > hi else ""
+    return (f"{trace.source}: the dominant period is {period:.3g} s, not a breathing period "
+            f"({lo:g}-{hi:g} s) with time_unit_s {time_unit_s:g}: check the time unit{hint}")

@@ -13,6 +13,8 @@ time depends on the motion settings, the generator's seed and that time only, no
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -20,7 +22,7 @@ from ..errors import InputError
 from ..geometry import matrix_from_pose
 from ..scene import MotionSettings, Scene, SpineMotionSettings
 from ._breathing import BreathingPattern, CoughEvents
-from ._trace import Trace, read_trace
+from ._trace import Trace, implausible_breathing, read_trace
 
 __all__ = ["MotionTruth", "spine_pose"]
 
@@ -115,6 +117,9 @@ class MotionTruth:
             if self.trace.duration_s < self.duration_s:
                 raise InputError(f"{tr.file}: trace lasts {self.trace.duration_s:g} s, shorter "
                                  f"than the simulation ({self.duration_s:g} s)")
+            odd = implausible_breathing(self.trace, time_unit_s=tr.time_unit_s)
+            if odd:  # `cksim run` prints it once at the end (cli.main holds warnings)
+                warnings.warn(odd, UserWarning, stacklevel=2)
             self._prepare_trace()
         self.marker_count = int(marker_count)
         # Markers on the anterior chest (anatomy mm): a row along z, alternating in x.
