@@ -144,6 +144,25 @@ def test_cli_register(setup, tmp_path, capsys):
     assert "not found" in err and "does not match" in err and "outside the CT" in err
 
 
+def test_cli_register_target_in_ras_or_voxel(setup, tmp_path, capsys):
+    """--target given in RAS mm or as a voxel index registers exactly as in LPS mm."""
+    rng = np.random.default_rng(16)
+    pose = np.array([2.0, -1.0, 1.5, 0.5, -0.3, 0.8])
+    for name, img in zip("AB", setup.live(pose, rng), strict=True):
+        np.save(tmp_path / f"{name}.npy", setup.xray.to_line_integrals(img))
+    base = ["register", "--scene", str(setup.scene_path), "--images",
+            str(tmp_path / "A.npy"), str(tmp_path / "B.npy")]
+    t = np.asarray(setup.patient.target_ct_mm, dtype=np.float64)
+    ijk = (np.linalg.inv(setup.patient.volume.ct_from_ijk) @ np.append(t, 1.0))[:3]
+    poses = []
+    for frame, value in (("lps", t), ("ras", [-t[0], -t[1], t[2]]), ("ijk", ijk)):
+        text = ",".join(repr(float(v)) for v in value)
+        assert main([*base, "--target-frame", frame, f"--target={text}"]) == 0
+        poses.append(json.loads(capsys.readouterr().out)["pose"])
+    np.testing.assert_allclose(poses[1], poses[0], atol=1e-6)
+    np.testing.assert_allclose(poses[2], poses[0], atol=1e-6)
+
+
 @pytest.mark.slow
 def test_accuracy_twenty_poses(setup):
     rng = np.random.default_rng(15)

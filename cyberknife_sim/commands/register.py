@@ -35,9 +35,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--geometry", help="geometry.json of the images (default: the scene's "
                    "imaging pair)")
     p.add_argument("--ct", help="planning CT file or DICOM folder (default: the scene's)")
+    p.add_argument("--target-frame", choices=("lps", "ras", "ijk"), default="lps",
+                   help="frame of --target: lps (DICOM patient mm, default), ras (mm as 3D "
+                   "Slicer shows them) or ijk (0-based voxel index of the CT)")
     p.add_argument("--target", help="target x,y,z in CT mm (default: the scene's target; "
                    "required with --ct)")
     p.set_defaults(func=run)
+
+
+def _target_lps(value: np.ndarray, frame: str, volume) -> np.ndarray:
+    """``--target`` in CT mm (LPS) from the frame it was given in: ``lps`` (DICOM patient
+    mm), ``ras`` (mm as 3D Slicer shows: (R, A, S) = (-x, -y, z)) or ``ijk`` (a 0-based
+    voxel index of the CT as read)."""
+    if frame == "ras":
+        return np.array([-value[0], -value[1], value[2]])
+    if frame == "ijk":
+        return (np.asarray(volume.ct_from_ijk, dtype=np.float64) @ np.append(value, 1.0))[:3]
+    return value
 
 
 def _parse_target(text: str) -> np.ndarray:
@@ -148,13 +162,13 @@ def run(args: argparse.Namespace) -> int:
     if ct is not None:
         if target_text is None:
             raise InputError("--target x,y,z (CT mm) is required with --ct")
-        target = _parse_target(target_text)
         volume = read_ct(ct)
+        target = _target_lps(_parse_target(target_text), args.target_frame, volume)
     else:
-        target = _parse_target(target_text) if target_text is not None else None
         patient = load_patient(scene)
         volume = patient.volume
-        target = patient.target_ct_mm if target is None else target
+        target = patient.target_ct_mm if target_text is None else \
+            _target_lps(_parse_target(target_text), args.target_frame, volume)
     if not bool(volume.contains_ct(target)[0]):
         raise InputError(f"target {np.round(target, 1).tolist()} (CT mm) lies outside the CT "
                          f"{volume.name}")
