@@ -22,6 +22,7 @@ from ..errors import InputError
 from ..geometry import matrix_from_pose
 from ..scene import MotionSettings, Scene, SpineMotionSettings
 from ._breathing import BreathingPattern, CoughEvents
+from ._paired import PairedTrace, read_paired
 from ._trace import Trace, implausible_breathing, read_trace
 
 __all__ = ["MotionTruth", "spine_pose"]
@@ -108,7 +109,10 @@ class MotionTruth:
                                            rate_per_min=c.rate_per_min,
                                            event_s=c.duration_s, rng=rng_cough)
         self.trace: Trace | None = None
-        if motion.trace.file is not None:
+        self.paired: PairedTrace | None = None
+        if motion.trace.kind == "paired" and motion.trace.file is not None:
+            self._read_paired()
+        elif motion.trace.file is not None:
             tr = motion.trace
             self.trace = read_trace(tr.file, time_column=tr.time_column, columns=tr.columns,
                                     time_unit_s=tr.time_unit_s,
@@ -138,6 +142,23 @@ class MotionTruth:
                    marker_count=scene.tracking.markers.count)
 
     # -- recorded trace ----------------------------------------------------------------
+    def _read_paired(self) -> None:
+        tr = self.settings.trace
+        self.paired = read_paired(
+            tr.file, tr.external_file, columns=tr.columns, time_column=tr.time_column,
+            time_unit_s=tr.time_unit_s, external_time_column=tr.external_time_column,
+            external_column=tr.external_column, external_time_unit_s=tr.external_time_unit_s,
+            external_scale=tr.external_scale, max_mismatch=tr.max_duration_mismatch)
+        if self.paired.duration_s < self.duration_s:
+            raise InputError(f"{tr.file} + {tr.external_file}: the pair lasts "
+                             f"{self.paired.duration_s:g} s, shorter than the simulation "
+                             f"({self.duration_s:g} s)")
+        for trace, unit in ((self.paired.internal, tr.time_unit_s),
+                            (self.paired.external, tr.external_time_unit_s or tr.time_unit_s)):
+            odd = implausible_breathing(trace, time_unit_s=unit)
+            if odd:
+                warnings.warn(odd, UserWarning, stacklevel=3)
+
     def _prepare_trace(self) -> None:
         tr = self.trace
         assert tr is not None
@@ -182,6 +203,8 @@ class MotionTruth:
         """
         t = _times(t_s)
         b = self.settings.breathing
+        if self.paired is not None:
+            return self.paired.external_relative(t)
         if self.trace is not None:
             if self.settings.trace.kind == "target":
                 tt = t if internal else np.clip(t - self._lag_s, 0.0, None)
@@ -206,7 +229,9 @@ class MotionTruth:
             Offset in room axes (mm); zero at exhale.
         """
         t = _times(t_s)
-        if self.trace is not None and self._trace_offset is not None:
+        if self.paired is not None:
+            off = self.paired.offset_mm(t)
+        elif self.trace is not None and self._trace_offset is not None:
             off = self._trace_eval(self._trace_offset, t)
         else:
             amp = self.settings.breathing.target_amplitude_mm
@@ -222,7 +247,9 @@ class MotionTruth:
         """
         t = _times(t_s)
         b = self.settings.breathing
-        if self.trace is not None and self.settings.trace.kind == "external":
+        if self.paired is not None:
+            base = self.paired.external_mm(t)
+        elif self.trace is not None and self.settings.trace.kind == "external":
             base = self._trace_eval(self.trace.values[:, 0], t)
         else:
             base = b.amplitude_mm * self.breathing(t, internal=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ._base import ScenePath, Section, bounded_vec3, items, resolve_scene_file
 
@@ -100,10 +100,45 @@ class TraceSettings(Section):
         description="columns of the motion (x y z [rx ry rz]; 0-based, not negative)")
     time_unit_s: float = Field(1.0, ge=1e-9, le=3600.0,
                                description="seconds per time unit in the file (0.1 for ds)")
-    kind: Literal["target", "external"] = Field("target",
-                                                description="what the trace measures")
+    kind: Literal["target", "external", "paired"] = Field(
+        "target",
+        description="what the trace measures: `target` (tumour motion; the chest follows its "
+        "principal axis), `external` (a 1-D chest signal; the target follows the breathing "
+        "model), `paired` (`file` is the tumour motion and `external_file` the chest signal "
+        "recorded with it: the target follows the one and the markers the other)")
+    external_file: ScenePath | None = Field(
+        None, description="`paired` only: the external (surface) trace recorded together with "
+        "`file` (time + displacement in mm); relative to the scene file")
+    external_time_column: int = Field(0, ge=0,
+                                      description="`paired`: column of `external_file` holding "
+                                      "time (0-based)")
+    external_column: int = Field(1, ge=0, description="`paired`: column of `external_file` "
+                                 "holding the displacement (mm, 0-based)")
+    external_time_unit_s: float | None = Field(
+        None, ge=1e-9, le=3600.0,
+        description="`paired`: seconds per time unit in `external_file` (0.1 for tenths of a "
+        "second); null: the same as `time_unit_s`")
+    external_scale: float = Field(
+        1.0, ge=-1000.0, le=1000.0,
+        description="`paired`: mm of outward chest motion per unit in `external_file` "
+        "(negative when the file's positive direction is inward); not 0")
+    max_duration_mismatch: float = Field(
+        0.03, ge=0.0, le=0.5,
+        description="`paired`: largest accepted relative difference of the two files' "
+        "durations (and of their start times, relative to the duration); beyond it the pair is "
+        "refused, naming both files (a wrong time unit shows up here)")
 
-    _resolve_file = field_validator("file")(resolve_scene_file)
+    _resolve_file = field_validator("file", "external_file")(resolve_scene_file)
+
+    @model_validator(mode="after")
+    def _paired_keys(self) -> TraceSettings:
+        if self.kind == "paired" and (self.file is None or self.external_file is None):
+            raise ValueError("kind 'paired' needs both `file` (internal) and `external_file`")
+        if self.kind != "paired" and self.external_file is not None:
+            raise ValueError("`external_file` is only read with kind 'paired'")
+        if self.external_scale == 0.0:
+            raise ValueError("external_scale must not be 0")
+        return self
 
 
 class MotionSettings(Section):
