@@ -27,8 +27,8 @@ from ._kernels import regression_step
 __all__ = ["KalmanPredictor", "LinearPredictor", "NLMSPredictor", "NoPredictor", "Predictor",
            "RLSPredictor", "horizon_steps", "make_predictor", "relative_rms"]
 
-PredictorName = Literal["none", "linear", "nlms", "rls", "kalman"]
-METHODS: tuple[str, ...] = ("none", "linear", "nlms", "rls", "kalman")
+PredictorName = Literal["none", "linear", "nlms", "rls", "kalman", "wlms", "krr"]
+METHODS: tuple[str, ...] = ("none", "linear", "nlms", "rls", "kalman", "wlms", "krr")
 
 # batched dot products: numpy >= 2.0 / 2.2 ufuncs (fast), einsum otherwise
 _vecdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("...i,...i->...", a, b))
@@ -363,8 +363,8 @@ def make_predictor(method: PredictorName, *, horizon_s: float, dt_s: float, dim:
 
     Parameters
     ----------
-    method : {"none", "linear", "nlms", "rls", "kalman"}
-        Prediction method.
+    method : {"none", "linear", "nlms", "rls", "kalman", "wlms", "krr"}
+        Prediction method (``wlms``: :mod:`._wlms`; ``krr``: :mod:`._svr`).
     horizon_s : float
         Latency to predict over (s).
     dt_s : float
@@ -374,8 +374,12 @@ def make_predictor(method: PredictorName, *, horizon_s: float, dt_s: float, dim:
     **options
         Method options (``order``, ``mu``, ``lam``, ``jerk_psd``, ...).
     """
+    from ._svr import KernelRidgePredictor  # these modules import this one
+    from ._wlms import WLMSPredictor
+
     classes = {"none": NoPredictor, "linear": LinearPredictor, "nlms": NLMSPredictor,
-               "rls": RLSPredictor, "kalman": KalmanPredictor}
+               "rls": RLSPredictor, "kalman": KalmanPredictor, "wlms": WLMSPredictor,
+               "krr": KernelRidgePredictor}
     if method not in classes:
         raise ValueError(f"prediction method must be one of {', '.join(METHODS)} "
                          f"(got {method!r})")
