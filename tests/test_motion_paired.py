@@ -108,3 +108,35 @@ def test_closed_loop_on_a_recorded_pair(name, unit):
     err = np.linalg.norm(rec.error_vec[on], axis=1)
     rms = float(np.sqrt(np.mean(err**2)))
     assert np.isfinite(rms) and rms < 1.5
+
+
+def test_internal_changes_leave_the_chest_alone():
+    with open("scenes/default.yaml", encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    base = scene_from_dict(data)
+    data["motion"]["breathing"].update(amplitude_ratio_drift_per_min=0.2,
+                                       internal_baseline_shift_mm=[0.0, 0.0, 3.0],
+                                       internal_baseline_shift_time_s=30.0)
+    changed = scene_from_dict(data)
+    t = np.linspace(0.0, 60.0, 601)
+    a = MotionTruth(base.motion, duration_s=60.0, rng=np.random.default_rng(1))
+    b = MotionTruth(changed.motion, duration_s=60.0, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(a.external_signal(t), b.external_signal(t))
+    scale = 1.0 + 0.2 * t / 60.0
+    expect = a.target_offset_room(t) * scale[:, None] + (t >= 30.0)[:, None] * [0.0, 0.0, 3.0]
+    np.testing.assert_allclose(b.target_offset_room(t), expect, atol=1e-12)
+
+
+def test_linear_model_error_grows_with_the_phase_shift():
+    """Synchrony's failure shape: a linear model (no velocity term) cannot follow a phase
+    shift between the target and the chest; the error grows with the shift."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("phase_shift_table",
+                                                  "scripts/phase_shift_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rms = [mod.error_mm(s, "linear", duration_s=40.0, imaging="truth")[0]
+           for s in mod.SHIFTS_DEG]
+    assert np.all(np.isfinite(rms))
+    assert np.all(np.diff(rms) > 0), rms

@@ -237,7 +237,19 @@ class MotionTruth:
             amp = self.settings.breathing.target_amplitude_mm
             off = (amp * self.breathing(t, internal=True))[:, None] * self.direction_room
         cough = self.settings.cough.amplitude_mm * self.coughs(t)
-        return off + cough[:, None] * self.direction_room
+        return self._internal_changes(t, off) + cough[:, None] * self.direction_room
+
+    def _internal_changes(self, t: NDArray[np.float64],
+                          off: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Amplitude-ratio drift and baseline shift of the internal motion alone (skipped
+        when off, so the default truth is unchanged bit for bit)."""
+        b = self.settings.breathing
+        if b.amplitude_ratio_drift_per_min != 0.0:
+            off = off * np.maximum(1.0 + b.amplitude_ratio_drift_per_min * t / 60.0, 0.0)[:, None]
+        if any(v != 0.0 for v in b.internal_baseline_shift_mm):
+            after = (t >= b.internal_baseline_shift_time_s)[:, None]
+            off = off + after * np.asarray(b.internal_baseline_shift_mm)
+        return off
 
     def external_signal(self, t_s: ArrayLike) -> NDArray[np.float64]:
         """Chest surface displacement along the outward normal (mm), 0 at the first exhale.

@@ -46,8 +46,21 @@ class BreathingSettings(Section):
                                 description="breath-to-breath amplitude CV")
     baseline_drift_mm_per_min: float = Field(0.0, ge=-10.0, le=10.0,
                                              description="external baseline drift (mm/min)")
-    hysteresis_deg: float = Field(0.0, ge=-90.0, le=90.0,
-                                  description="phase lead of internal over external (deg)")
+    hysteresis_deg: float = Field(
+        0.0, ge=-90.0, le=90.0,
+        description="phase shift between the internal and external signals (deg of the "
+        "breathing cycle; positive: the target leads the chest): a pure time shift, which traces "
+        "a hysteresis loop in the internal-vs-external plane; a linear correlation model cannot "
+        "follow it, `linear_velocity` can (scenes/phase_shift.yaml)")
+    amplitude_ratio_drift_per_min: float = Field(
+        0.0, ge=-0.5, le=0.5,
+        description="relative change per minute of the internal/external amplitude ratio: the "
+        "target amplitude is scaled by 1 + drift * t / 60 (floored at 0), the chest unchanged")
+    internal_baseline_shift_mm: _Mm = Field(
+        (0.0, 0.0, 0.0), description="baseline shift of the internal target alone (room mm), "
+        "from `internal_baseline_shift_time_s` on; the chest signal is unchanged")
+    internal_baseline_shift_time_s: float = Field(
+        0.0, ge=0.0, le=1e6, description="time of `internal_baseline_shift_mm` (s)")
 
     @field_validator("direction")
     @classmethod
