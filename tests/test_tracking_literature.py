@@ -1,0 +1,136 @@
+"""The literature predictors: wLMS (Ernst et al. 2007) and sliding-window kernel ridge (krr)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cyberknife_sim.tracking import make_predictor, relative_rms
+from cyberknife_sim.tracking._wlms import WLMSPredictor
+
+NEW = ["wlms", "krr"]
+REAL = ["liver_trace1_6dof.txt", "lung_trace1_large_ap_6dof.txt",
+        "pair_mean_motion_091_internal.txt", "pair_sine_internal.txt"]
+
+
+def _hand_wlms(x, *, levels, taps, h, mu, eps):
+    """wLMS by hand: plain loops over the à trous recursion and the nLMS update.
+
+    Before the first sample the signal equals the first sample (indices clamp at 0).
+    Returns (c, regressors, predictions, weights).
+    """
+    n = len(x)
+    c = [[0.0] * (levels + 1) for _ in range(n)]
+    for t in range(n):
+        c[t][0] = x[t]
+        for j in range(levels):
+            c[t][j + 1] = 0.5 * (c[t][j] + c[max(t - 2**j, 0)][j])
+    regs, preds = [], []
+    w = [0.0] * ((levels + 1) * taps)
+    for t in range(n):
+        b = []
+        for j in range(1, levels + 1):
+            for k in range(taps):
+                s = max(t - 2**j * k, 0)
+                b.append(c[s][j - 1] - c[s][j])  # W_j(t - 2^j k)
+        for k in range(taps):
+            b.append(c[max(t - 2**levels * k, 0)][levels]
+                     - c[max(t - 2**levels * (k + 1), 0)][levels])
+        regs.append(b)
+        if t >= h:
+            bo = regs[t - h]
+            err = (x[t] - x[t - h]) - sum(wi * bi for wi, bi in zip(w, bo, strict=True))
+            norm = eps + sum(bi * bi for bi in bo)
+            w = [wi + mu * err * bi / norm for wi, bi in zip(w, bo, strict=True)]
+        preds.append(x[t] + sum(wi * bi for wi, bi in zip(w, b, strict=True)))
+    return c, regs, preds, w
+
+
+def test_wlms_matches_a_worked_example():
+    x = [1.0, 3.0, 2.0, 5.0, 4.0, 6.0, 3.0, 7.0, 2.0, 8.0]
+    opts = dict(levels=2, taps=2, mu=0.5, eps=0.01)
+    c, regs, preds, w = _hand_wlms(x, h=1, **opts)
+    # the à trous recursion by hand on the first samples
+    assert c[1][1] == 2.0 and c[1][2] == 1.5      # (3 + 1) / 2; (2 + c_1(-1) = 1) / 2
+    assert c[3][1] == 3.5 and c[3][2] == 2.75     # (5 + 2) / 2; (3.5 + c_1(1) = 2) / 2
+    for t in range(len(x)):                         # x = W_1 + W_2 + c_2
+        assert sum(regs[t][0:4:2]) + c[t][2] == pytest.approx(x[t])
+    # first update (t = 1) from the regressor at t = 0, which is all zeros: w stays 0;
+    # second (t = 2) from B(1) = [W1(1), W1(-1), W2(1), W2(-3), dc2(1), dc2(-3)]
+    assert regs[1] == [1.0, 0.0, 0.5, 0.0, 0.5, 0.0]
+    err = (2.0 - 3.0) - 0.0
+    w2 = [0.5 * err * b / (0.01 + 1.5) for b in regs[1]]
+    p = WLMSPredictor(horizon_s=0.2, dt_s=0.2, **opts)
+    out = [float(p.update(v)[0]) for v in x[:3]]
+    np.testing.assert_allclose(p.weights[0], w2, rtol=1e-14)
+    np.testing.assert_allclose(out, preds[:3], rtol=1e-14)
+    out += [float(p.update(v)[0]) for v in x[3:]]
+    np.testing.assert_allclose(p.regressor()[0], regs[-1], rtol=1e-14)
+    np.testing.assert_allclose(p.weights[0], w, rtol=1e-12)
+    np.testing.assert_allclose(out, preds, rtol=1e-12)
+
+
+def test_wlms_worked_example_longer_horizon():
+    rng = np.random.default_rng(3)
+    x = list(np.cumsum(rng.normal(size=40)))
+    _, _, preds, w = _hand_wlms(x, levels=3, taps=3, h=3, mu=0.2, eps=0.1)
+    p = WLMSPredictor(horizon_s=0.6, dt_s=0.2, levels=3, taps=3, mu=0.2, eps=0.1)
+    np.testing.assert_allclose(p.predict_series(np.array(x))[:, 0], preds, rtol=1e-10)
+    np.testing.assert_allclose(p.weights[0], w, rtol=1e-10)
+
+
+@pytest.mark.parametrize("method", NEW)
+@pytest.mark.parametrize("dt_s", [0.2, 1 / 26])
+def test_no_peeking_at_future_samples(method, dt_s):
+    """Predictions at or before sample j do not change when samples after j do."""
+    t = np.arange(int(60 / dt_s)) * dt_s
+    x = 10 * np.sin(2 * np.pi * t / 4.0) + 0.05 * np.random.default_rng(1).normal(size=t.size)
+    j = t.size // 2
+    y = x.copy()
+    y[j + 1:] += np.random.default_rng(0).normal(0, 3.0, y.size - j - 1)
+    a = make_predictor(method, horizon_s=0.2, dt_s=dt_s).predict_series(x)
+    b = make_predictor(method, horizon_s=0.2, dt_s=dt_s).predict_series(y)
+    np.testing.assert_array_equal(a[: j + 1], b[: j + 1])
+    assert not np.allclose(a[j + 1:], b[j + 1:])
+
+
+@pytest.mark.parametrize("method", NEW)
+@pytest.mark.parametrize("dt_s", [0.2, 0.04])
+def test_noiseless_sinusoid_at_200_ms(method, dt_s):
+    t = np.arange(int(120 / dt_s)) * dt_s
+    x = 5.0 + 10.0 * np.sin(2 * np.pi * t / 4.0)
+    p = make_predictor(method, horizon_s=0.2, dt_s=dt_s)
+    rel = relative_rms(x, p.predict_series(x), p.horizon_steps, skip=int(60 / dt_s))
+    assert rel < 0.3
+
+
+@pytest.mark.parametrize("method", NEW)
+def test_update_matches_series_3d_and_nan(method):
+    t = np.arange(300) * 0.2
+    x = np.column_stack([np.sin(t), 2 * np.cos(0.7 * t), 0.05 * t])
+    x[[50, 51, 120], 1] = np.nan
+    a = make_predictor(method, horizon_s=0.4, dt_s=0.2, dim=3).predict_series(x)
+    p = make_predictor(method, horizon_s=0.4, dt_s=0.2, dim=3)
+    b = np.array([p.update(row) for row in x])
+    assert np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_options_are_rejected():
+    with pytest.raises(ValueError, match="mu"):
+        make_predictor("wlms", horizon_s=0.2, dt_s=0.2, mu=3.0)
+    with pytest.raises(ValueError, match="gamma"):
+        make_predictor("krr", horizon_s=0.2, dt_s=0.2, gamma=0.0)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", REAL)
+def test_both_beat_no_prediction_on_real_traces(shared_data, name):
+    """Causal, on the file's own 5 Hz samples, 200 ms ahead (one sample), 3D error."""
+    x = np.loadtxt(shared_data / "traces" / name)[:, 1:4]
+    dt = float(np.median(np.diff(np.loadtxt(shared_data / "traces" / name, usecols=0))))
+    assert dt == pytest.approx(0.2)
+    for method in NEW:
+        p = make_predictor(method, horizon_s=0.2, dt_s=dt, dim=3)
+        rel = relative_rms(x, p.predict_series(x), p.horizon_steps, skip=100)
+        assert rel < 1.0, (method, rel)
