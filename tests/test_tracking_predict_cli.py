@@ -35,7 +35,7 @@ def test_predict_writes_aligned_csv_and_relative_rms(tmp_path, capsys):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--columns", "5"], "line 1 has 2 columns"),
-    (["--columns", "1", "--rate-hz", "0", "--time-unit-s", "20"], "whole number"),
+    (["--columns", "1", "--horizon-ms", "-5"], "--horizon-ms must not be negative"),
 ])
 def test_predict_errors_are_one_line(tmp_path, capsys, argv, message):
     path = _sine_file(tmp_path)

@@ -63,10 +63,15 @@ def _nlms_learn(w, uo, err, mu, eps):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def regression_step(x, n, h, u, u_hist, x_hist, w, P, rls, mu, eps, lam, trace_max, delta,
-                    out):  # pragma: no cover - compiled
-    """One sample ``x`` (dim,) at sample number ``n``, horizon ``h`` samples; updates the
-    state arrays in place and writes the prediction into ``out`` (dim,)."""
+def regression_step(x, n, h, frac, u, u_hist, x_hist, w, P, rls, mu, eps, lam, trace_max,
+                    delta, out):  # pragma: no cover - compiled
+    """One sample ``x`` (dim,) at sample number ``n``; updates the state arrays in place and
+    writes the prediction into ``out`` (dim,).
+
+    The horizon is ``h - 1 + frac`` samples (``h`` whole samples until the predicted time has
+    been sampled, ``0 < frac <= 1``): the target learned from is the signal at that time,
+    interpolated linearly between the samples ``h - 1`` and ``h`` after the regressor's (both
+    have arrived when sample ``n`` does), minus the sample the regressor was saved at."""
     ring = h + 1
     dim, order = u.shape
     for c in range(dim):
@@ -80,7 +85,12 @@ def regression_step(x, n, h, u, u_hist, x_hist, w, P, rls, mu, eps, lam, trace_m
             pred = 0.0
             for j in range(order):
                 pred += uo[j] * w[c, j]
-            err = (x[c] - x_hist[old, c]) - pred
+            if frac >= 1.0:
+                target = x[c] - x_hist[old, c]
+            else:
+                prev = x_hist[(n - 1) % ring, c]
+                target = prev + frac * (x[c] - prev) - x_hist[old, c]
+            err = target - pred
             if rls:
                 _rls_learn(P[c], w[c], uo, err, lam, trace_max, delta)
             else:

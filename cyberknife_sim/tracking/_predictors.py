@@ -17,6 +17,7 @@ Dropped samples (NaN) are replaced by the previous sample before they enter the 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -25,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._kernels import regression_step
 
 __all__ = ["KalmanPredictor", "LinearPredictor", "NLMSPredictor", "NoPredictor", "Predictor",
-           "RLSPredictor", "horizon_steps", "make_predictor", "relative_rms"]
+           "RLSPredictor", "horizon_steps", "make_predictor", "relative_rms", "truth_ahead"]
 
 PredictorName = Literal["none", "linear", "nlms", "rls", "kalman", "wlms", "krr"]
 METHODS: tuple[str, ...] = ("none", "linear", "nlms", "rls", "kalman", "wlms", "krr")
@@ -35,45 +36,84 @@ _vecdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("...i,...i->...
 _matvec = getattr(np, "matvec", None) or (lambda m, v: np.einsum("...ij,...j->...i", m, v))
 
 
-def horizon_steps(horizon_s: float, dt_s: float, *, tolerance: float = 0.2) -> int:
-    """Horizon in whole samples; raise when ``horizon_s`` is not close to a multiple of dt."""
-    if not dt_s > 0 or horizon_s < 0:
+def horizon_steps(horizon_s: float, dt_s: float, *, tolerance: float | None = None) -> int:
+    """Whole samples until the time ``horizon_s`` ahead has been sampled: ``ceil(h / dt)``.
+
+    Any horizon is accepted on any sample interval: a predictor predicts the exact horizon
+    (nLMS/RLS learn the signal at ``t + horizon_s`` interpolated linearly between the two
+    samples around it, once both have arrived; linear and Kalman extrapolate over
+    ``horizon_s``; others scale their ``horizon_steps``-ahead change, see :class:`Predictor`)
+    and is scored against the same interpolation (:func:`truth_ahead`). ``tolerance`` is
+    accepted and ignored (it bounded the rounding when a horizon had to be whole samples).
+    """
+    del tolerance
+    if not dt_s > 0 or not horizon_s >= 0 or not math.isfinite(horizon_s):
         raise ValueError(f"need dt_s > 0 and horizon_s >= 0 (got {dt_s}, {horizon_s})")
-    k = round(horizon_s / dt_s)
-    if horizon_s > 0 and (k == 0 or abs(k * dt_s - horizon_s) > tolerance * horizon_s):
-        raise ValueError(f"horizon {horizon_s * 1e3:g} ms is not close to a whole number of "
-                         f"{dt_s * 1e3:g} ms samples; resample the signal to a finer clock")
-    return int(k)
+    return int(math.ceil(horizon_s / dt_s - 1e-9))
 
 
-def relative_rms(signal: ArrayLike, prediction: ArrayLike, steps: int, *,
+def truth_ahead(signal: ArrayLike, steps: float) -> NDArray[np.float64]:
+    """The signal ``steps`` (possibly fractional) samples after each row, linearly interpolated.
+
+    Parameters
+    ----------
+    signal : array-like, shape (n,) or (n, d)
+        The signal.
+    steps : float
+        Horizon in samples (``horizon_s / dt_s``).
+
+    Returns
+    -------
+    ndarray, shape (n - ceil(steps), d)
+        Row i: the signal at sample ``i + steps`` (an exact sample when ``steps`` is whole).
+    """
+    x = np.asarray(signal, dtype=np.float64).reshape(len(signal), -1)
+    k = int(math.ceil(steps - 1e-9))
+    frac = steps - (k - 1)
+    if k == 0 or frac >= 1.0 - 1e-9:
+        return x[k:]
+    lo = x[k - 1: len(x) - 1]
+    return lo + frac * (x[k:] - lo)
+
+
+def relative_rms(signal: ArrayLike, prediction: ArrayLike, steps: float, *,
                  skip: int = 0) -> float:
-    """RMS of the prediction error / RMS of the error with no prediction.
+    """RMS of the prediction error / RMS of the error with no prediction (dimensionless).
 
     Parameters
     ----------
     signal : array-like, shape (n,) or (n, d)
         The signal.
     prediction : array-like, shape (n,) or (n, d)
-        Row i: prediction made at i of row i + steps (as from ``predict_series``).
-    steps : int
-        Horizon in samples.
+        Row i: prediction made at i of the signal ``steps`` samples later (as from
+        ``predict_series``).
+    steps : float
+        Horizon in samples (``horizon_samples``); a fractional horizon is scored against
+        :func:`truth_ahead`.
     skip : int
         Leading samples (training) left out of both RMS values.
     """
     x = np.asarray(signal, dtype=np.float64).reshape(len(signal), -1)
     p = np.asarray(prediction, dtype=np.float64).reshape(len(prediction), -1)
     s = max(skip, 0)
-    truth = x[s + steps:]
-    err = np.linalg.norm(truth - p[s: len(p) - steps], axis=1)
-    ref = np.linalg.norm(truth - x[s: len(x) - steps], axis=1)
+    k = int(math.ceil(steps - 1e-9))
+    truth = truth_ahead(x, steps)[s:]
+    err = np.linalg.norm(truth - p[s: len(p) - k], axis=1)
+    ref = np.linalg.norm(truth - x[s: len(x) - k], axis=1)
     return float(np.sqrt(np.mean(err**2)) / np.sqrt(np.mean(ref**2)))
 
 
 class Predictor:
-    """Base class; subclasses implement :meth:`_step` on a float64 (d,) sample."""
+    """Base class; subclasses implement :meth:`_step` on a float64 (d,) sample.
+
+    A subclass that predicts ``horizon_steps`` whole samples ahead (not the exact
+    ``horizon_s``) leaves ``exact_horizon = False``: :meth:`update` then scales its predicted
+    change linearly in time onto the exact horizon (``x + horizon_samples / horizon_steps *
+    (prediction - x)``), so every method predicts the same instant.
+    """
 
     name = ""
+    exact_horizon = False
 
     def __init__(self, *, horizon_s: float, dt_s: float, dim: int = 1):
         if dim < 1:
@@ -82,7 +122,14 @@ class Predictor:
         self.dt_s = float(dt_s)
         self.dim = int(dim)
         self.horizon_steps = horizon_steps(horizon_s, dt_s)
+        self.horizon_samples = self.horizon_s / self.dt_s
+        """Horizon in samples, possibly fractional (``horizon_steps`` is its ceiling)."""
         self.reset()
+
+    @property
+    def guard_stats(self) -> dict[str, float | int | bool]:
+        """What a guard did (this unguarded predictor: ``{"guarded": False}``)."""
+        return {"guarded": False}
 
     def reset(self) -> None:
         """Forget all history."""
@@ -99,7 +146,11 @@ class Predictor:
             x = np.where(np.isfinite(x), x, self._last)
         self._started = True
         self._last = x
-        return self._step(x)
+        out = self._step(x)
+        if not self.exact_horizon and self.horizon_steps \
+                and self.horizon_samples != self.horizon_steps:
+            out = x + (self.horizon_samples / self.horizon_steps) * (out - x)
+        return out
 
     def _step(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         raise NotImplementedError
@@ -120,6 +171,7 @@ class NoPredictor(Predictor):
     """The latest sample, unchanged."""
 
     name = "none"
+    exact_horizon = True
 
     def _step(self, x):
         return x.copy()
@@ -145,6 +197,7 @@ class LinearPredictor(Predictor):
     """Linear extrapolation of the last two samples over the exact horizon (s)."""
 
     name = "linear"
+    exact_horizon = True
 
     def reset(self):
         super().reset()
@@ -173,6 +226,8 @@ class _RegressionPredictor(Predictor):
     the numba kernel (:mod:`._kernels`); the two agree to round-off.
     """
 
+    exact_horizon = True
+
     def __init__(self, *, horizon_s, dt_s, dim=1, order: int = 8, compiled: bool = True):
         if order < 1:
             raise ValueError(f"order must be >= 1 (got {order})")
@@ -180,6 +235,12 @@ class _RegressionPredictor(Predictor):
         self.compiled = bool(compiled)
         self._no_P = np.zeros((dim, 1, 1))
         super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim)
+
+    @property
+    def _frac(self) -> float:
+        """Part of the last whole sample in the horizon, in (0, 1]."""
+        return min(1.0, self.horizon_samples - (self.horizon_steps - 1)) \
+            if self.horizon_steps else 1.0
 
     def reset(self):
         super().reset()
@@ -197,8 +258,8 @@ class _RegressionPredictor(Predictor):
         if not self.compiled:
             return self._step_reference(x)
         out = np.empty(self.dim)
-        regression_step(x, self._n, self.horizon_steps, self._u, self._u_hist, self._x_hist,
-                        self.weights, *self._kernel_params(), out)
+        regression_step(x, self._n, self.horizon_steps, self._frac, self._u, self._u_hist,
+                        self._x_hist, self.weights, *self._kernel_params(), out)
         self._n += 1
         return out
 
@@ -218,7 +279,13 @@ class _RegressionPredictor(Predictor):
         if n >= self.order + h:
             old = (n - h) % ring
             u_old = self._u_hist[old]
-            err = (x - self._x_hist[old]) - _vecdot(u_old, self.weights)
+            frac = self._frac
+            if frac >= 1.0:
+                target = x - self._x_hist[old]
+            else:
+                prev = self._x_hist[(n - 1) % ring]
+                target = prev + frac * (x - prev) - self._x_hist[old]
+            err = target - _vecdot(u_old, self.weights)
             self._learn(u_old, err)
         slot = n % ring
         self._u_hist[slot] = u
@@ -322,6 +389,7 @@ class KalmanPredictor(Predictor):
     """
 
     name = "kalman"
+    exact_horizon = True
 
     def __init__(self, *, horizon_s, dt_s, dim=1, jerk_psd: float = 2000.0,
                  noise: float = 0.1):
@@ -358,6 +426,7 @@ class KalmanPredictor(Predictor):
 
 
 def make_predictor(method: PredictorName, *, horizon_s: float, dt_s: float, dim: int = 1,
+                   guard: bool = True, guard_options: dict | None = None,
                    **options) -> Predictor:
     """A predictor by name.
 
@@ -371,6 +440,12 @@ def make_predictor(method: PredictorName, *, horizon_s: float, dt_s: float, dim:
         Sample interval of the signal fed to ``update`` (s).
     dim : int
         Channels per sample (1 for a chest signal, 3 for a target position).
+    guard : bool
+        Wrap the method in :class:`._guard.GuardedPredictor` (outlier gating, a bound on each
+        prediction, fallback to no prediction while the method does worse; default True).
+        Its counts are in the result's ``guard_stats``.
+    guard_options : dict, optional
+        Keyword options of :class:`._guard.GuardedPredictor` (``gate_sigmas``, ...).
     **options
         Method options (``order``, ``mu``, ``lam``, ``jerk_psd``, ...).
     """
@@ -383,4 +458,9 @@ def make_predictor(method: PredictorName, *, horizon_s: float, dt_s: float, dim:
     if method not in classes:
         raise ValueError(f"prediction method must be one of {', '.join(METHODS)} "
                          f"(got {method!r})")
-    return classes[method](horizon_s=horizon_s, dt_s=dt_s, dim=dim, **options)
+    inner = classes[method](horizon_s=horizon_s, dt_s=dt_s, dim=dim, **options)
+    if not guard:
+        return inner
+    from ._guard import GuardedPredictor
+
+    return GuardedPredictor(inner, **(guard_options or {}))
