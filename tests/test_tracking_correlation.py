@@ -132,7 +132,9 @@ def test_few_points_fall_back_to_a_lower_degree():
     roll.add(2.0, A, 1.0)
     np.testing.assert_allclose(roll.predict_one(7.0), A)  # one point: constant
     roll.add(4.0, A + 2 * B, 1.0)
-    np.testing.assert_allclose(roll.predict_one(7.0), A + 5 * B, atol=1e-9)  # two: a line
+    np.testing.assert_allclose(roll.predict_one(5.0), A + 3 * B, atol=1e-9)  # two: a line
+    # beyond the valid range (2..4 widened by 0.6 of its width: up to 5.2) it is clamped
+    np.testing.assert_allclose(roll.predict_one(7.0), A + 3.2 * B, atol=1e-9)
 
 
 @pytest.mark.shared_data
@@ -154,3 +156,40 @@ def test_models_on_real_paired_traces(shared_data, pair):
         if name != "none":
             assert s["rms_mm"] < 0.8 * stats["none"]["rms_mm"], name
 
+
+
+@pytest.mark.parametrize("name", ["linear", "quadratic", "dual", "linear_velocity"])
+def test_models_clamp_outside_their_fitted_range(name):
+    """A quadratic fitted on 0-10 mm asked at 60 mm does not extrapolate (today's 129 mm):
+    every model's output stays what it is at the edge of the valid range."""
+    from cyberknife_sim.tracking import valid_range
+
+    rng = np.random.default_rng(3)
+    e = rng.uniform(0.0, 10.0, 12)
+    y = np.column_stack([0.1 * e, -0.2 * e + 0.03 * e**2, 0.5 * e])
+    v = np.where(np.arange(12) % 2, 2.0, -2.0)
+    m = make_correlation_model(name).fit(e, y, v)
+    lo, hi = valid_range(m.ext_range, m.range_margin)
+    assert m.ext_range == (e.min(), e.max())
+    assert hi == pytest.approx(e.max() + 0.6 * np.ptp(e))
+    far = np.array([60.0, -40.0])
+    edge = np.array([hi, lo])
+    np.testing.assert_array_equal(m.predict(far, [2.0, 2.0]), m.predict(edge, [2.0, 2.0]))
+    np.testing.assert_array_equal(m.predict_one(60.0, 2.0), m.predict_one(hi, 2.0))
+    inside = 4.2
+    out = m.predict_one(inside, 2.0)  # inside: not clamped
+    np.testing.assert_allclose(m.predict(np.array([inside]), [2.0])[0], out, atol=1e-12)
+    span = np.ptp(m.predict(np.linspace(lo, hi, 50), np.full(50, 2.0)), axis=0)
+    assert np.all(np.abs(m.predict(far, [2.0, 2.0])) <= np.abs(y).max() + 2 * span)
+
+
+def test_loop_interlock_and_models_use_one_range_rule():
+    from cyberknife_sim.simulation._interlocks import outside_model_range
+    from cyberknife_sim.tracking import outside_range, valid_range
+
+    for x in (-6.01, -5.99, 0.0, 15.99, 16.01, np.nan):
+        assert outside_model_range(x, (0.0, 10.0), margin_fraction=0.6) == \
+            outside_range(x, (0.0, 10.0), 0.6)
+    lo, hi = valid_range((0.0, 10.0), 0.6)
+    assert (lo, hi) == (-6.0, 16.0)
+    assert not outside_range(16.0, (0.0, 10.0), 0.6) and outside_range(16.0001, (0.0, 10.0), 0.6)

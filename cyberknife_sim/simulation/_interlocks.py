@@ -13,6 +13,8 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from ..tracking import outside_range
+
 __all__ = ["HOLD_REASONS", "correction_limit", "hold_mask", "hold_too_long", "markers_lost",
            "model_residual", "outside_model_range", "patient_moved_mm", "registration_failed",
            "robot_following"]
@@ -65,13 +67,10 @@ def markers_lost(now_s: float, last_valid_frame_s: float, *, camera_latency_s: f
 def outside_model_range(ext_mm: float, ext_range_mm: tuple[float, float], *,
                         margin_fraction: float) -> bool:
     """Hold when the predicted external signal ``ext_mm`` leaves the model's fitted range
-    ``(lo, hi)`` by more than ``margin_fraction`` of the range (a NaN signal does not hold:
-    the marker interlock covers it)."""
-    lo, hi = ext_range_mm
-    if not math.isfinite(ext_mm) or not lo <= hi:
-        return False
-    margin = margin_fraction * max(hi - lo, 1e-6)
-    return not lo - margin <= ext_mm <= hi + margin
+    ``(lo, hi)`` by more than ``margin_fraction`` of the range — the same rule by which the
+    model clamps its input (:func:`cyberknife_sim.tracking.outside_range`); a NaN signal does
+    not hold: the marker interlock covers it."""
+    return outside_range(ext_mm, ext_range_mm, margin_fraction)
 
 
 def patient_moved_mm(centroid_xz_mm: NDArray[np.float64],

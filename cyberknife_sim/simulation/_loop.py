@@ -240,7 +240,8 @@ class TreatmentLoop:
         """A fresh correlation model and its truth-side shadow (never judged)."""
         c = self.tracking.correlation
         kw = {"n_points": c.n_points, "drift_prior_mm_per_min": c.drift_prior_mm_per_min,
-              "point_sigma_mm": c.point_sigma_mm}
+              "point_sigma_mm": c.point_sigma_mm,
+              "range_margin": self.tracking.interlocks.model_range_margin}
         return (RollingCorrelation(c.model, max_residual_mm=c.max_residual_mm, **kw),
                 RollingCorrelation(c.model, max_residual_mm=1e9, **kw))
 

@@ -1,12 +1,15 @@
 """Tracking models: correlation (external -> internal) and latency prediction."""
 
 from ._correlation import (
+    RANGE_MARGIN,
     CorrelationModel,
     CorrelationStatus,
     DualCorrelation,
     PolynomialCorrelation,
     VelocityCorrelation,
     make_correlation_model,
+    outside_range,
+    valid_range,
 )
 from ._evaluate import evaluate_correlation
 from ._predictors import (
@@ -23,6 +26,9 @@ from ._predictors import (
 from ._rolling import RollingCorrelation
 
 __all__ = [
+    "RANGE_MARGIN",
+    "outside_range",
+    "valid_range",
     "CorrelationModel",
     "CorrelationStatus",
     "DualCorrelation",

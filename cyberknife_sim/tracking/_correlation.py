@@ -26,8 +26,9 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["CorrelationModel", "CorrelationStatus", "DualCorrelation", "PolynomialCorrelation",
-           "VelocityCorrelation", "make_correlation_model"]
+__all__ = ["RANGE_MARGIN", "CorrelationModel", "CorrelationStatus", "DualCorrelation",
+           "PolynomialCorrelation", "VelocityCorrelation", "make_correlation_model",
+           "outside_range", "valid_range"]
 
 ModelName = Literal["linear", "quadratic", "dual", "linear_velocity"]
 MODELS: tuple[str, ...] = ("linear", "quadratic", "dual", "linear_velocity")
@@ -62,11 +63,56 @@ def _eval_poly(coef: NDArray[np.float64], e: NDArray[np.float64]) -> NDArray[np.
     return out
 
 
+RANGE_MARGIN = 0.6
+"""Default margin of a model's valid range, as a fraction of its fitted external range (the
+loop's ``tracking.interlocks.model_range_margin`` default)."""
+
+
+def valid_range(ext_range: tuple[float, float], margin_fraction: float) -> tuple[float, float]:
+    """The external values a model fitted on ``ext_range = (lo, hi)`` (mm) may be used at:
+    the range widened by ``margin_fraction`` of its width on each side (the width counts as at
+    least 1 µm). The loop's ``outside_model_range`` interlock, the models' clamping and
+    :func:`evaluate_correlation` all use this one rule."""
+    lo, hi = ext_range
+    m = margin_fraction * max(hi - lo, 1e-6)
+    return lo - m, hi + m
+
+
+def outside_range(ext: float, ext_range: tuple[float, float], margin_fraction: float) -> bool:
+    """True when ``ext`` (mm) lies outside :func:`valid_range` (NaN is not outside; an
+    unfitted range ``(inf, -inf)`` has nothing outside)."""
+    lo, hi = ext_range
+    if not (ext == ext and lo <= hi):
+        return False
+    a, b = valid_range(ext_range, margin_fraction)
+    return not a <= ext <= b
+
+
 class CorrelationModel:
-    """Common interface: ``fit(ext, internal, ext_velocity)`` then ``predict(ext, ...)``."""
+    """Common interface: ``fit(ext, internal, ext_velocity)`` then ``predict(ext, ...)``.
+
+    Bounded: a fitted model knows its external range (``ext_range``, mm) and clamps the
+    external value it is asked about to :func:`valid_range` (``range_margin`` of the range
+    beyond each end), so it never extrapolates without bound (a quadratic fitted on 0-10 mm
+    asked at 60 mm). The loop holds the beam before that (``outside_model_range``);
+    :func:`evaluate_correlation` reports how often it happens.
+    """
 
     name: str = ""
     needs_velocity: bool = False
+    range_margin: float = RANGE_MARGIN
+    ext_range: tuple[float, float] = (np.inf, -np.inf)
+    _lo, _hi = -np.inf, np.inf
+
+    def _set_range(self, e: NDArray[np.float64]) -> None:
+        self.ext_range = (float(e.min()), float(e.max()))
+        self._lo, self._hi = valid_range(self.ext_range, self.range_margin)
+
+    def _bounded(self, ext: ArrayLike) -> NDArray[np.float64]:
+        return np.clip(_as_ext(ext), self._lo, self._hi)
+
+    def _bounded_one(self, ext: float) -> float:
+        return self._lo if ext < self._lo else self._hi if ext > self._hi else ext
 
     def fit(self, ext: ArrayLike, internal: ArrayLike,
             ext_velocity: ArrayLike | None = None) -> CorrelationModel:
@@ -127,6 +173,7 @@ class PolynomialCorrelation(CorrelationModel):
 
     def fit(self, ext, internal, ext_velocity=None):
         e, y, _ = self._check(ext, internal, ext_velocity, False)
+        self._set_range(e)
         self.coef = _fit_poly(e, y, self.degree)
         self._rows = tuple(self.coef)
         return self
@@ -134,10 +181,11 @@ class PolynomialCorrelation(CorrelationModel):
     def predict(self, ext, ext_velocity=None):
         if self.coef is None:
             raise RuntimeError("correlation model used before fit()")
-        return _eval_poly(self.coef, _as_ext(ext))
+        return _eval_poly(self.coef, self._bounded(ext))
 
     def predict_one(self, ext, ext_velocity=0.0):
         r = self._rows
+        ext = self._bounded_one(ext)
         if self.degree == 1:
             return r[0] + ext * r[1]
         return r[0] + ext * (r[1] + ext * r[2])
@@ -158,6 +206,7 @@ class DualCorrelation(CorrelationModel):
 
     def fit(self, ext, internal, ext_velocity=None):
         e, y, v = self._check(ext, internal, ext_velocity, True)
+        self._set_range(e)
         pooled = _fit_poly(e, y, self.degree)
         coefs = []
         for mask in (v >= 0, v < 0):
@@ -172,7 +221,7 @@ class DualCorrelation(CorrelationModel):
     def predict(self, ext, ext_velocity=None):
         if self.coef_in is None:
             raise RuntimeError("correlation model used before fit()")
-        e = _as_ext(ext)
+        e = self._bounded(ext)
         if ext_velocity is None:
             raise ValueError("ext_velocity is required by the dual (inhale/exhale) model")
         v = np.broadcast_to(_as_ext(ext_velocity, "ext_velocity"), e.shape)
@@ -181,6 +230,7 @@ class DualCorrelation(CorrelationModel):
 
     def predict_one(self, ext, ext_velocity=0.0):
         r = self._rows[0] if ext_velocity >= 0 else self._rows[1]
+        ext = self._bounded_one(ext)
         if self.degree == 1:
             return r[0] + ext * r[1]
         return r[0] + ext * (r[1] + ext * r[2])
@@ -211,6 +261,7 @@ class VelocityCorrelation(CorrelationModel):
 
     def fit(self, ext, internal, ext_velocity=None):
         e, y, v = self._check(ext, internal, ext_velocity, True, self.name)
+        self._set_range(e)
         self.fallback_reason = self._rank_problem(e, v)
         if self.fallback_reason is None:
             design = np.column_stack([np.ones_like(e), e, v])
@@ -239,7 +290,7 @@ class VelocityCorrelation(CorrelationModel):
     def predict(self, ext, ext_velocity=None):
         if self.coef is None:
             raise RuntimeError("correlation model used before fit()")
-        e = _as_ext(ext)
+        e = self._bounded(ext)
         if ext_velocity is None:
             raise ValueError(f"ext_velocity is required by the {self.name} model")
         v = np.broadcast_to(_as_ext(ext_velocity, "ext_velocity"), e.shape)
@@ -247,7 +298,7 @@ class VelocityCorrelation(CorrelationModel):
 
     def predict_one(self, ext, ext_velocity=0.0):
         r = self._rows
-        return r[0] + ext * r[1] + ext_velocity * r[2]
+        return r[0] + self._bounded_one(ext) * r[1] + ext_velocity * r[2]
 
 
 def make_correlation_model(name: ModelName, *, degree: int | None = None) -> CorrelationModel:

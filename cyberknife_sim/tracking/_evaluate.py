@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..motion import Trace
-from ._correlation import MODELS, make_correlation_model
+from ._correlation import MODELS, RANGE_MARGIN, make_correlation_model, outside_range
 
-__all__ = ["evaluate_correlation"]
+__all__ = ["backward_velocity", "evaluate_correlation"]
 
 
 def evaluate_correlation(internal: Trace, external: Trace, *, n_fit: int = 12,
-                  fit_span_s: float = 60.0) -> dict[str, dict[str, float]]:
+                         fit_span_s: float = 60.0, range_margin: float = RANGE_MARGIN
+                         ) -> dict[str, dict[str, float]]:
     """3-D error (mean, RMS, p95 in mm) of each model fitted on ``n_fit`` samples.
 
     Parameters
@@ -25,23 +26,42 @@ def evaluate_correlation(internal: Trace, external: Trace, *, n_fit: int = 12,
     fit_span_s : float
         The fit points are spread over the first ``fit_span_s`` seconds.
 
+    range_margin : float
+        Each model clamps the external signal to its fitted range widened by this fraction
+        (:func:`._correlation.valid_range`, the rule of the loop's ``outside_model_range``
+        interlock); ``outside_fraction`` reports how many test samples were outside it, where
+        the loop would hold the beam.
+
     The fit points are spread evenly over the first ``fit_span_s`` (like X-rays taken during
     the first minute); every later sample is a test point. ``none`` is the error of the
-    mean fitted position (no correlation model).
+    mean fitted position (no correlation model). The external velocity is a backward
+    difference (as in the loop: no sample from the future).
     """
     t = internal.time_s
     ext = np.interp(t, external.time_s, external.values[:, 0])
-    vel = np.gradient(ext, t)
+    vel = backward_velocity(ext, t)
     y = internal.xyz_mm()
     fit = np.unique(np.searchsorted(t, np.linspace(t[0], t[0] + fit_span_s, n_fit)))
     test = np.arange(fit.max() + 1, t.size)
     out: dict[str, dict[str, float]] = {}
     preds = {"none": np.broadcast_to(y[fit].mean(0), y[test].shape)}
+    outside = {"none": 0.0}
     for name in MODELS:
-        m = make_correlation_model(name).fit(ext[fit], y[fit], vel[fit])
+        m = make_correlation_model(name)
+        m.range_margin = range_margin
+        m.fit(ext[fit], y[fit], vel[fit])
         preds[name] = m.predict(ext[test], vel[test])
+        outside[name] = float(np.mean([outside_range(x, m.ext_range, range_margin)
+                                       for x in ext[test]]))
     for name, p in preds.items():
         e = np.linalg.norm(p - y[test], axis=1)
         out[name] = {"mean_mm": float(e.mean()), "rms_mm": float(np.sqrt(np.mean(e**2))),
-                     "p95_mm": float(np.percentile(e, 95))}
+                     "p95_mm": float(np.percentile(e, 95)), "outside_fraction": outside[name]}
     return out
+
+
+def backward_velocity(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``(x[i] - x[i-1]) / (t[i] - t[i-1])``; the first sample gets 0 (nothing before it)."""
+    v = np.zeros_like(x, dtype=np.float64)
+    v[1:] = np.diff(x) / np.diff(t)
+    return v

@@ -26,7 +26,13 @@ from collections import deque
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._correlation import CorrelationModel, CorrelationStatus, ModelName, make_correlation_model
+from ._correlation import (
+    RANGE_MARGIN,
+    CorrelationModel,
+    CorrelationStatus,
+    ModelName,
+    make_correlation_model,
+)
 
 __all__ = ["RollingCorrelation"]
 
@@ -48,18 +54,24 @@ class RollingCorrelation:
         term.
     point_sigma_mm : float
         Assumed 1-sigma noise of a target position (mm), which weighs the drift prior.
+    range_margin : float
+        The model clamps an external value to its fitted range widened by this fraction of
+        the range on each side (:func:`._correlation.valid_range`).
     """
 
     def __init__(self, model: ModelName | CorrelationModel = "dual", *, n_points: int = 12,
                  max_residual_mm: float = 1.5, drift_prior_mm_per_min: float = 0.0,
-                 point_sigma_mm: float = 0.2):
+                 point_sigma_mm: float = 0.2, range_margin: float = RANGE_MARGIN):
         if n_points < 1:
             raise ValueError(f"n_points must be >= 1 (got {n_points})")
         if not drift_prior_mm_per_min >= 0.0:
             raise ValueError(f"drift_prior_mm_per_min must be >= 0 (got {drift_prior_mm_per_min})")
         if not point_sigma_mm > 0.0:
             raise ValueError(f"point_sigma_mm must be > 0 (got {point_sigma_mm})")
+        if not range_margin >= 0.0:
+            raise ValueError(f"range_margin must be >= 0 (got {range_margin})")
         self.model = make_correlation_model(model) if isinstance(model, str) else model
+        self.model.range_margin = float(range_margin)
         self.name = self.model.name
         self._scratch = copy.deepcopy(self.model)
         self.n_points = int(n_points)
