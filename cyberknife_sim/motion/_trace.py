@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from ..errors import InputError
 
 __all__ = ["AXIS_NAMES", "BREATHING_PERIOD_RANGE_S", "Trace", "check_paired", "dominant_period_s",
-           "implausible_breathing", "read_trace", "resample"]
+           "implausible_breathing", "read_trace", "resample", "resample_lookahead_s"]
 
 AXIS_NAMES = ("x", "y", "z", "rx", "ry", "rz")
 """Names a trace column may be mapped to (room frame; mm for x y z, degrees for rx ry rz)."""
@@ -296,9 +296,29 @@ def read_trace(path: str | Path, *, time_column: int = 0, columns: Sequence[int]
     return Trace(time_s=time_s, values=values, axes=names, source=where)
 
 
+RESAMPLING_METHODS: tuple[str, ...] = ("hold", "linear", "cubic")
+"""Interpolations of :func:`resample`; only ``hold`` is causal (:func:`resample_lookahead_s`)."""
+
+
+def resample_lookahead_s(trace: Trace, method: str) -> float:
+    """How far into the future (s) a resampled value may depend on the input samples.
+
+    ``hold`` (sample-and-hold: the latest sample at or before each output time) uses no later
+    sample: 0. ``linear`` uses the next sample: up to the largest input interval. ``cubic`` is
+    a spline through the whole trace: every value depends on every sample (``inf``).
+    """
+    if method == "hold":
+        return 0.0
+    if method == "linear":
+        return float(np.max(np.diff(trace.time_s))) if trace.time_s.size > 1 else 0.0
+    if method == "cubic":
+        return float(np.inf)
+    raise ValueError(f"method must be one of {', '.join(RESAMPLING_METHODS)} (got {method!r})")
+
+
 def resample(trace: Trace, dt_s: float, *, t0_s: float | None = None,
              t1_s: float | None = None,
-             method: Literal["linear", "cubic"] = "linear") -> Trace:
+             method: Literal["hold", "linear", "cubic"] = "linear") -> Trace:
     """Resample a trace onto a uniform clock.
 
     Parameters
@@ -309,16 +329,21 @@ def resample(trace: Trace, dt_s: float, *, t0_s: float | None = None,
         Output sample interval (s).
     t0_s, t1_s : float, optional
         First and last output times (s); default: the trace's own span. Must lie inside it.
-    method : {"linear", "cubic"}
-        Interpolation between samples.
+    method : {"hold", "linear", "cubic"}
+        ``hold``: the latest input sample at or before each output time (causal: what a
+        camera clock reading the latest measurement sees). ``linear`` and ``cubic``
+        interpolate between samples and so look ahead (NOT causal: up to one input interval,
+        and the whole trace, see :func:`resample_lookahead_s`); fine for a truth signal, not
+        for a predictor's input.
 
     Returns
     -------
     Trace
         Samples at ``t0_s + k dt_s`` for every k with time <= ``t1_s``.
     """
-    if method not in ("linear", "cubic"):
-        raise ValueError(f"method must be one of 'linear', 'cubic' (got {method!r})")
+    if method not in RESAMPLING_METHODS:
+        raise ValueError(f"method must be one of {', '.join(repr(m) for m in RESAMPLING_METHODS)}"
+                         f" (got {method!r})")
     if not dt_s > 0:
         raise InputError(f"{trace.source}: resampling interval must be positive (got {dt_s})")
     lo, hi = float(trace.time_s[0]), float(trace.time_s[-1])
@@ -330,7 +355,10 @@ def resample(trace: Trace, dt_s: float, *, t0_s: float | None = None,
     n = int(np.floor((t1 - t0) / dt_s + 1e-9)) + 1
     t = t0 + dt_s * np.arange(n)
     t = np.minimum(t, hi)
-    if method == "linear":
+    if method == "hold":
+        idx = np.searchsorted(trace.time_s, t + 1e-9 * dt_s, side="right") - 1
+        vals = trace.values[np.clip(idx, 0, trace.time_s.size - 1)].copy()
+    elif method == "linear":
         vals = np.column_stack([np.interp(t, trace.time_s, trace.values[:, j])
                                 for j in range(trace.values.shape[1])])
     else:

@@ -5,20 +5,24 @@
 fed is used; velocities are backward differences):
 
 1. **Outlier gating.** A sample whose increment from the last accepted sample exceeds
-   ``gate_sigmas`` robust sigmas of the recent accepted increments (``1.4826 x`` their median
-   absolute value, over ``window_s``) is held: the previous accepted sample is fed instead.
-   When the next sample lies within the same bound of the held-back one the jump is
-   *confirmed* as a real step: it is accepted, and the inner predictor is fed the signal with
-   the step removed (a running offset added back to its predictions), so a step does not
-   wind up its filters. Otherwise the held-back sample was a one-sample spike and is dropped.
-2. **Bound.** ``|prediction - last accepted sample| <= bound_factor x (largest backward-
-   difference velocity over window_s) x horizon_s + margin`` with ``margin = margin_fraction x``
-   the recent range: a prediction outside is clamped onto the bound.
-3. **Fallback.** The error of the (bounded) prediction made ``horizon_steps`` samples ago
-   against the sample now arrived (interpolated to the exact horizon), and the error of no
-   prediction over the same horizon, are summed over the last ``fallback_window_s``: while the
-   predictor's sum exceeds no prediction's, the latest sample is output instead (no
-   prediction); it recovers once its sum falls below ``recover_ratio`` times no prediction's.
+   ``gate_sigmas`` robust sigmas of the recent accepted increments (sigma = 1.2533 x the
+   running mean |increment| over about ``window_s``; gated jumps never enter it) is held: the
+   inner predictor is fed the previous accepted sample, and the guard outputs the sample as
+   it came (no prediction), so an unconfirmed jump never costs more than no prediction. When
+   the next sample lies within the same bound of the held-back one, and nearer to it than to
+   the old level, the jump is *confirmed* as a real step: it is accepted, and the inner
+   predictor is fed the signal with the step removed (a running offset added back to its
+   predictions), so a step does not wind up its filters. Otherwise the held-back sample was a
+   one-sample spike and is dropped.
+2. **Bound.** ``|prediction - last accepted sample| <= bound_factor x vmax x horizon +
+   margin_fraction x recent range``, with vmax the largest backward-difference velocity
+   (decaying: it halves over ``window_s``) and the range a decaying envelope; a prediction
+   outside is clamped onto the bound (a non-finite one replaced by the last sample).
+3. **Fallback.** The squared error of the (bounded) prediction made ``horizon_steps`` samples
+   ago against the sample that has now arrived (interpolated to the exact horizon), and that
+   of no prediction, are summed over the last ``fallback_window_s``: while the predictor's sum
+   exceeds no prediction's, the latest sample is output instead (no prediction); the method
+   is used again once its sum falls below ``recover_ratio`` times no prediction's.
 
 ``guard_stats`` counts what the guard did (see :attr:`GuardedPredictor.guard_stats`).
 """

@@ -1,0 +1,120 @@
+"""Causal predictor table: relative RMS and worst error per method, trace and horizon.
+
+Every trace is predicted on its own 5 Hz samples (no resampling, nothing looks ahead), as
+``cksim predict`` does by default, with the methods' default guards (``--no-guard``: without
+them). Scored from 20 s on against the signal at exactly t + horizon (linearly interpolated
+between the samples around it). Traces: the real ones of ``../shared/data/traces`` (internal:
+x, y, z translations in mm; external: the 1-D surface signal in mm, the
+``mean_motion_091`` one stamped in tenths of a second), and synthetic irregular breathing
+(5 mm amplitude, period 3.5-4.5 s, 0.1 mm noise; seed 0) as is, with a 12 mm step, a 22 mm
+one-sample spike, a 0.05 mm/s linear drift, and 5 % dropped samples plus a 4 s dropout.
+
+Cell: relative RMS (dimensionless) and, in brackets, the method's worst error / the worst
+error with no prediction. Last column: no prediction's worst error (mm).
+
+Run: ``python scripts/predictor_table.py [--no-guard] [--horizons-ms 115,200]``
+(prints Markdown; about 2 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cyberknife_sim.motion import read_trace  # noqa: E402
+from cyberknife_sim.tracking import make_predictor, relative_rms  # noqa: E402
+from cyberknife_sim.tracking._predictors import METHODS, truth_ahead  # noqa: E402
+
+DT_S = 0.2
+SKIP = 100  # 20 s of training left out
+REAL = [("liver (internal)", "liver_trace1_6dof.txt", 1.0, (1, 2, 3)),
+        ("lung (internal)", "lung_trace1_large_ap_6dof.txt", 1.0, (1, 2, 3)),
+        ("pair mean_motion_091 internal", "pair_mean_motion_091_internal.txt", 1.0, (1, 2, 3)),
+        ("pair sine internal", "pair_sine_internal.txt", 1.0, (1, 2, 3)),
+        ("pair mean_motion_091 external (0.1 s units)", "pair_mean_motion_091_external.txt",
+         0.1, (1,)),
+        ("pair sine external", "pair_sine_external.txt", 1.0, (1,))]
+
+
+def synthetic() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    t = np.arange(0.0, 600.0, DT_S)
+    period = 4.0 + 0.5 * np.sin(2 * np.pi * t / 47.0)
+    phase = 2 * np.pi * np.cumsum(DT_S / period)
+    base = 5.0 * (1 + 0.2 * np.sin(2 * np.pi * t / 31.0)) * np.sin(phase) \
+        + rng.normal(0, 0.1, t.size)
+    j = t.size // 2
+    step, spike = base.copy(), base.copy()
+    step[j:] += 12.0
+    spike[j] += 22.0
+    drops = base.copy()
+    drops[rng.random(t.size) < 0.05] = np.nan
+    drops[j: j + 20] = np.nan
+    return {"synthetic breathing": base, "synthetic + 12 mm step": step,
+            "synthetic + 22 mm spike": spike, "synthetic + 0.05 mm/s drift": base + 0.05 * t,
+            "synthetic + dropouts (5 % + 4 s)": drops}
+
+
+def score(x: np.ndarray, method: str, horizon_s: float, guard: bool) -> tuple[float, float,
+                                                                              float]:
+    """(relative RMS, worst error / no prediction's worst, no prediction's worst mm)."""
+    x = x.reshape(len(x), -1)
+    p = make_predictor(method, horizon_s=horizon_s, dt_s=DT_S, dim=x.shape[1], guard=guard)
+    pred = p.predict_series(x)
+    # the truth of a dropped sample is unknown: score rows whose truth and input are known
+    filled = x.copy()
+    for i in range(1, len(filled)):
+        filled[i] = np.where(np.isfinite(filled[i]), filled[i], filled[i - 1])
+    steps = horizon_s / DT_S
+    k = int(math.ceil(steps - 1e-9))
+    truth = truth_ahead(filled, steps)[SKIP:]
+    known = np.isfinite(x[SKIP + k:]).all(axis=1) & np.isfinite(x[SKIP: len(x) - k]).all(axis=1)
+    err = np.linalg.norm(truth - pred[SKIP: len(x) - k], axis=1)[known]
+    ref = np.linalg.norm(truth - filled[SKIP: len(x) - k], axis=1)[known]
+    rel = float(np.sqrt(np.mean(err**2) / np.mean(ref**2)))
+    if np.isfinite(x).all():
+        assert abs(rel - relative_rms(x, pred, steps, skip=SKIP)) < 1e-9
+    return rel, float(err.max() / ref.max()), float(ref.max())
+
+
+def signals(shared: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for label, name, unit_s, cols in REAL:
+        tr = read_trace(shared / "traces" / name, columns=cols, time_unit_s=unit_s)
+        assert abs(tr.dt_s - DT_S) < 1e-6, (name, tr.dt_s)
+        out[label] = tr.values
+    out.update(synthetic())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-guard", action="store_true", help="methods without their guards")
+    ap.add_argument("--horizons-ms", default="115,200", help="comma-separated (ms)")
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    args = ap.parse_args()
+    sigs = signals(args.shared)
+    guard = "unguarded" if args.no_guard else "guarded (default)"
+    for h_ms in (float(v) for v in args.horizons_ms.split(",")):
+        print(f"\n**Horizon {h_ms:g} ms, 5 Hz own samples (causal), {guard}.** Cell: relative "
+              "RMS (worst error / no prediction's worst).\n")
+        print("| trace | " + " | ".join(METHODS) + " | no prediction's worst (mm) |")
+        print("|---" * (len(METHODS) + 2) + "|")
+        for label, x in sigs.items():
+            cells, worst_none = [], 0.0
+            for m in METHODS:
+                rel, ratio, worst_none = score(x, m, h_ms / 1e3, not args.no_guard)
+                cells.append(f"{rel:.2f} ({ratio:.2f})")
+            print(f"| {label} | " + " | ".join(cells) + f" | {worst_none:.1f} |")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
