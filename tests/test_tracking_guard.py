@@ -28,7 +28,7 @@ def _worst(x, pred, steps, skip):
     return err, none
 
 
-@pytest.mark.parametrize("dt", [0.2, 1 / 26])
+@pytest.mark.parametrize("dt", [0.2, pytest.param(1 / 26, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("horizon_s", [0.115, 0.2])
 @pytest.mark.parametrize("kind", ["step", "spike"])
 def test_steps_and_spikes_cost_no_more_than_half_again_no_prediction(kind, horizon_s, dt):
@@ -108,13 +108,33 @@ def test_fallback_while_worse_than_no_prediction_then_recovery():
     assert relative_rms(x[late], pred[late], k) < 0.8  # recovered: the trend helps again
 
 
-def test_dropouts_and_guard_off():
-    dt = 1 / 26
-    _, x = _breathing(60.0, dt)
-    x[300:340] = np.nan
+@pytest.mark.parametrize("dt", [0.2, pytest.param(1 / 26, marks=pytest.mark.slow)])
+def test_dropouts_cost_no_more_than_half_again_no_prediction(dt):
+    """5 % of samples and a 4 s run dropped (NaN): finite predictions, and on the samples
+    whose input and truth are known every method's worst error <= 1.5 x no prediction's
+    (a method's velocity right after a gap spans the gap: unguarded Kalman made 2.9x)."""
+    rng = np.random.default_rng(5)
+    _, x = _breathing(90.0, dt)
+    x[rng.random(x.size) < 0.05] = np.nan
+    x[x.size // 2: x.size // 2 + int(4 / dt)] = np.nan
+    held = x.copy()
+    for i in range(1, held.size):
+        held[i] = held[i] if np.isfinite(held[i]) else held[i - 1]
+    skip = int(20 / dt)
     for method in METHODS:
-        p = make_predictor(method, horizon_s=0.115, dt_s=dt)
-        assert np.isfinite(p.predict_series(x)).all(), method
+        p = make_predictor(method, horizon_s=0.2, dt_s=dt)
+        pred = p.predict_series(x)[:, 0]
+        assert np.isfinite(pred).all(), method
+        k = p.horizon_steps
+        truth = truth_ahead(held, p.horizon_samples)[:, 0]
+        known = np.isfinite(x[k:]) & np.isfinite(x[:-k])
+        err = np.abs(truth - pred[:-k])[known][skip:]
+        none = np.abs(truth - held[:-k])[known][skip:]
+        assert err.max() <= 1.5 * none.max(), (method, err.max(), none.max())
+
+
+def test_guard_off_and_options():
+    dt = 1 / 26
     raw = make_predictor("none", horizon_s=0.115, dt_s=dt, guard=False)
     assert isinstance(raw, NoPredictor) and raw.guard_stats == {"guarded": False}
     g = make_predictor("rls", horizon_s=0.115, dt_s=dt, guard_options={"gate_sigmas": 8.0})

@@ -24,6 +24,9 @@ fed is used; velocities are backward differences):
    exceeds no prediction's, the latest sample is output instead (no prediction); the method
    is used again once its sum falls below ``recover_ratio`` times no prediction's.
 
+Dropped samples (NaN) are held; they and the first increment after them teach nothing, and
+the first ``_SETTLE_SAMPLES`` samples after a dropout are output as they are.
+
 ``guard_stats`` counts what the guard did (see :attr:`GuardedPredictor.guard_stats`).
 """
 
@@ -39,6 +42,9 @@ __all__ = ["GuardedPredictor"]
 
 _MIN_HISTORY = 8
 """Accepted increments needed before samples are gated or predictions bounded."""
+_SETTLE_SAMPLES = 2
+"""Samples after a dropout output as they are (no prediction): a method's velocity estimate
+spans the gap until then."""
 
 
 class GuardedPredictor:
@@ -137,6 +143,8 @@ class GuardedPredictor:
         self._err = np.zeros((self._fwin, 2))  # ring of squared errors (predictor, none)
         self._sse = np.zeros(2)
         self._n = 0
+        self._gap = 0      # consecutive dropped samples just before this one
+        self._settle = 0   # samples still output as they are after a dropout
         self._in_fallback = False
         self._count = self._gated = self._steps = self._clamped = self._fallback_n = 0
 
@@ -149,14 +157,20 @@ class GuardedPredictor:
             x = np.where(finite, x, 0.0)
             self._last = x
             self._hi, self._lo = x.copy(), x.copy()
+        elif not finite.all():  # dropped: hold, learn nothing from it
+            x = np.where(finite, x, self._last)
+            self._gap += 1
+            self._settle = _SETTLE_SAMPLES
         else:
-            if not finite.all():
-                x = np.where(finite, x, self._last)
-            self._accept(self._gate(x))
+            self._accept(self._gate(x, span=self._gap + 1), record=self._gap == 0)
+            self._gap = 0
         raw = self.inner.update(self._last - self._offset) + self._offset
         pred = self._bound(raw)
         self._score(pred)
-        if self._pending is not None:  # an unconfirmed jump: no prediction, the sample as is
+        if self._pending is not None or self._settle > 0:
+            # an unconfirmed jump, or just after a dropout (the method's velocity spans the
+            # gap): no prediction, the sample as is
+            self._settle = max(self._settle - 1, 0)
             return x.copy()
         if self._in_fallback:
             self._fallback_n += 1
@@ -175,13 +189,14 @@ class GuardedPredictor:
         return out
 
     # the guards ----------------------------------------------------------------------------
-    def _gate(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        """The sample to accept: ``x``, or the last accepted one while a jump is unconfirmed."""
+    def _gate(self, x: NDArray[np.float64], *, span: int = 1) -> NDArray[np.float64]:
+        """The sample to accept: ``x``, or the last accepted one while a jump is unconfirmed
+        (``span``: sample intervals since the last accepted one, > 1 after a dropout)."""
         if self._n_inc < _MIN_HISTORY:
             self._pending = None
             return x
         # robust sigma: 1.2533 x mean |increment| (gated jumps never enter it)
-        limit = self.gate_sigmas * (1.2533 * self._abs_inc + 1e-9)
+        limit = self.gate_sigmas * span * (1.2533 * self._abs_inc + 1e-9)
         last = self._last
         if self._pending is not None:
             pending, self._pending = self._pending, None
@@ -198,10 +213,10 @@ class GuardedPredictor:
             return last
         return x
 
-    def _accept(self, x: NDArray[np.float64]) -> None:
+    def _accept(self, x: NDArray[np.float64], *, record: bool = True) -> None:
         d = np.abs(x - self._last)
         self._last = x
-        if self._pending is None:  # a held sample is no increment of the signal
+        if self._pending is None and record:  # a held sample is no increment of the signal
             self._n_inc += 1
             a = max(1.0 / self._n_inc, self._decay_a)
             self._abs_inc += a * (d - self._abs_inc)
