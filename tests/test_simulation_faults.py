@@ -98,3 +98,22 @@ def test_dropped_marker_frames_hold_only_when_the_signal_is_lost():
     assert on.sum() > 100
     e = np.linalg.norm(res.record.error_vec[on], axis=1)
     assert np.percentile(e, 95) < 1.5  # bridged frames stay usable
+
+
+def test_the_predictor_guard_reports_its_actions():
+    """Coughs make the chest jump: the guard holds the jumps until confirmed, and the run
+    reports each action as an event and the totals in the summary."""
+    sc = scene_with(motion={"cough": {"rate_per_min": 3.0, "amplitude_mm": 8.0,
+                                      "duration_s": 1.0}},
+                    tracking={"markers": {"noise_mm": 0.05}})
+    res = run(sc, duration_s=120.0, beams=make_beams(n=40))
+    g = res.summary.predictor_guard
+    frames = int(np.floor(120.0 * sc.tracking.markers.rate_hz))
+    assert g["guarded"] and abs(g["samples"] - frames) <= 30  # one per frame received
+    ev = [e for e in res.summary.events if e["kind"] == "predictor_guard"]
+    gated = sum("sample gated" in e["action"] for e in ev)
+    assert 0 < gated <= g["gated_samples"]
+    assert sum("step accepted" in e["action"] for e in ev) <= g["steps_accepted"]
+    on = sum("fallback to no prediction" in e["action"] for e in ev)
+    off = sum("prediction resumed" in e["action"] for e in ev)
+    assert on - off in (0, 1) and (on - off == 1) == g["in_fallback"]

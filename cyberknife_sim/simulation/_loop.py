@@ -204,6 +204,7 @@ class TreatmentLoop:
         self._snapshot_epoch = -1
         self._aims = np.array([b.aim_room for b in beams] or [np.zeros(3)], dtype=np.float64)
         self._levers: tuple | None = None  # cached per (beam, accepted pair)
+        self._guard_seen = (0, 0, False)
         self._wall_imaging = 0.0
         if beams:
             robot.goto(beams[0])
@@ -370,10 +371,27 @@ class TreatmentLoop:
             st.last_valid_frame_s = t_frame
             st.last_xz_mm = self.centroid_xz[k]
         p = float(self.predictor.update(s)[0])
+        activity = self.predictor.guard_activity
+        if activity != self._guard_seen:
+            self._guard_event(t_frame, activity)
         recent = st.recent_predictions
         recent.append(p)  # velocity over VELOCITY_FRAMES frames: less noise
         v = (p - recent[0]) / (self.frame_dt_s * (len(recent) - 1)) if len(recent) > 1 else 0.0
         st.pending_commands.append((t_frame + self._send_ahead_s, p, v))
+
+    def _guard_event(self, t_s: float, activity: tuple[int, int, bool]) -> None:
+        """The predictor's guard acted: a sample gated, a step accepted, fallback on/off."""
+        gated, steps, fallback = activity
+        g0, s0, f0 = self._guard_seen
+        self._guard_seen = activity
+        what = []
+        if gated > g0:
+            what.append("sample gated (jump held until confirmed)")
+        if steps > s0:
+            what.append("step accepted")
+        if fallback != f0:
+            what.append("fallback to no prediction" if fallback else "prediction resumed")
+        self.event(t_s, "predictor_guard", action="; ".join(what))
 
     def _frames_arrived(self, t_s: float) -> None:
         st = self.state
@@ -609,6 +627,7 @@ class TreatmentLoop:
         rec.n_steps = n
         rec.wall_s = wall_s
         rec.imaging_wall_s = self._wall_imaging
+        rec.predictor_guard = dict(self.predictor.guard_stats)
         rec.step_wall_s = wall_s
         x0 = self._aims[self._aim_index[:n]]
         m = self.m_all[:n]

@@ -71,6 +71,9 @@ class RunSummary:
         The same including the set-up (patient, plan, robot, imaging chain).
     imaging_wall_s : float
         Wall time spent in imaging events (render + registration) within the loop (s).
+    predictor_guard : dict
+        What the predictor's guard did over the run (gated samples, steps accepted, clamped
+        predictions, time in fallback); its actions are also ``predictor_guard`` events.
     events : list of dict
         The event log (``time_s``, ``kind``, details).
     outputs : tuple of str
@@ -104,6 +107,7 @@ class RunSummary:
     beam_hold_s_by_reason: dict[str, float]
     images: dict[str, int]
     registration_error_vs_truth: dict[str, float]
+    predictor_guard: dict[str, Any]
     realtime_factor: float | None
     realtime_factor_with_setup: float | None
     loop_wall_s: float
@@ -206,6 +210,7 @@ def summarize(rec: LoopRecord, beams: list[Beam], *, scene: Scene, imaging: str,
         "images": {"total": len(images), "rejected": sum(not r.accepted for r in images),
                    "blank": sum(r.blank for r in images)},
         "registration_error_vs_truth": _registration_errors(rec),
+        "predictor_guard": rec.predictor_guard,
         "realtime_factor": sim_s / rec.wall_s if rec.wall_s > 0 else None,
         "realtime_factor_with_setup": sim_s / total_wall if total_wall > 0 else None,
         "loop_wall_s": rec.wall_s,

@@ -78,6 +78,7 @@ class LoopRecord:
     wall_s: float = 0.0
     step_wall_s: float = 0.0
     imaging_wall_s: float = 0.0
+    predictor_guard: dict = field(default_factory=dict)
     images: list[ImageResult] = field(default_factory=list)
     snapshots: list[tuple[float, NDArray[np.float64]]] = field(default_factory=list)
 

@@ -116,3 +116,11 @@ class PredictorSeam(Protocol):
     def update(self, sample: ArrayLike) -> NDArray[np.float64]:
         """Take the newest sample (NaN when dropped); return the prediction ``horizon_s``
         ahead."""
+
+    @property
+    def guard_stats(self) -> dict:
+        """What the predictor's guard did (``{"guarded": False}`` without one)."""
+
+    @property
+    def guard_activity(self) -> tuple[int, int, bool]:
+        """(gated samples, steps accepted, in fallback now)."""

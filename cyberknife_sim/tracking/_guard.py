@@ -291,6 +291,12 @@ class GuardedPredictor(ReferenceGuard):
                 "fallback_s": int(i[gk.I_FALLBACK_N]) * self.dt_s,
                 "in_fallback": bool(i[gk.I_IN_FALLBACK])}
 
+    @property
+    def guard_activity(self) -> tuple[int, int, bool]:
+        """(gated samples, steps accepted, in fallback now): a cheap look for the loop."""
+        i = self._I
+        return int(i[gk.I_GATED]), int(i[gk.I_STEPS]), bool(i[gk.I_IN_FALLBACK])
+
     def reset(self) -> None:
         """Forget all history (the inner predictor's too)."""
         self.inner.reset()

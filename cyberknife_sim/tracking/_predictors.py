@@ -131,6 +131,11 @@ class Predictor:
         """What a guard did (this unguarded predictor: ``{"guarded": False}``)."""
         return {"guarded": False}
 
+    @property
+    def guard_activity(self) -> tuple[int, int, bool]:
+        """(gated samples, steps accepted, in fallback): nothing for an unguarded one."""
+        return 0, 0, False
+
     def reset(self) -> None:
         """Forget all history."""
         self._last = np.zeros(self.dim)
