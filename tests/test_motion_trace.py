@@ -147,3 +147,17 @@ def test_real_traces_periods(shared_data):
     assert implausible_breathing(read_trace(ext, columns=[1]), time_unit_s=1.0)
     assert implausible_breathing(read_trace(ext, columns=[1], time_unit_s=0.1),
                                  time_unit_s=0.1) is None
+
+
+@pytest.mark.parametrize("sep, decimal", [(";", ","), ("\t", ","), (",", "."), (" ", "."),
+                                          ("\t", ".")])
+def test_delimiter_and_decimal_comma_are_detected(tmp_path, sep, decimal):
+    t = np.arange(0, 30, 0.2)
+    y = np.column_stack([5 * np.sin(t), np.cos(t)])
+    lines = [sep.join(f"{v:.4f}".replace(".", decimal) for v in (a, *b))
+             for a, b in zip(t, y, strict=True)]
+    f = tmp_path / "trace.txt"
+    f.write_text("time;x;y\n".replace(";", sep) + "\n".join(lines) + "\n", encoding="utf-8")
+    tr = read_trace(f, columns=[1, 2])
+    np.testing.assert_allclose(tr.time_s, t, atol=1e-4)
+    np.testing.assert_allclose(tr.values, y, atol=1e-4)

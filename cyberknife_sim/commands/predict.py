@@ -72,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="0-based motion columns, comma separated (default: up to three "
                    "columns after the time column, e.g. 1 for a 2-column file, 1,2,3 for "
                    "time + translations + rotations)")
+    p.add_argument("--delimiter", default=None,
+                   help="column separator (default: detected: ';' or a tab with decimal "
+                   "commas, else commas or whitespace)")
     p.add_argument("--time-unit-s", type=float, default=1.0,
                    help="seconds per time unit in the file (default 1; 0.1 for tenths)")
     p.add_argument("--horizon-ms", type=float, default=115.0,
@@ -273,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     columns = args.columns or default_columns(args.trace, args.time_column)
     trace = read_trace(args.trace, time_column=args.time_column, columns=columns,
+                       delimiter=args.delimiter or None,
                        time_unit_s=args.time_unit_s)
     odd = implausible_breathing(trace, time_unit_s=args.time_unit_s)
     if odd:  # printed once, after the result (cli.main holds warnings back)

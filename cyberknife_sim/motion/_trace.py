@@ -173,6 +173,20 @@ def _read_text(path: str | Path, where: str) -> str:
     return raw.decode("utf-8-sig", errors="surrogateescape")
 
 
+def _cells(line: str, delimiter: str | None) -> list[str]:
+    """A line's cells: split on ``delimiter`` when given (commas are then decimal commas unless
+    it is the comma); else detected: ``;`` or a tab beside commas
+    means a decimal comma (``0,2;1,545`` and ``0,2<TAB>1,545`` are 0.2 and 1.545), otherwise
+    commas and whitespace separate."""
+    if delimiter:  # any separator but the comma leaves commas to be decimal commas
+        cells = [c.strip() for c in line.split(delimiter)]
+        return cells if delimiter == "," else [c.replace(",", ".") for c in cells]
+    for sep in (";", "\t"):
+        if sep in line and ("," in line or sep == ";"):
+            return [c.strip().replace(",", ".") for c in line.split(sep) if c.strip()]
+    return line.replace(",", " ").split()
+
+
 def _split_rows(text: str, where: str, delimiter: str | None,
                 skip_rows: int) -> list[tuple[int, list[str]]]:
     rows: list[tuple[int, list[str]]] = []
@@ -181,8 +195,7 @@ def _split_rows(text: str, where: str, delimiter: str | None,
         stripped = line.strip()
         if lineno <= skip_rows or not stripped or stripped.startswith("#"):
             continue
-        cells = (stripped.split(delimiter) if delimiter
-                 else stripped.replace(",", " ").split())
+        cells = _cells(stripped, delimiter)
         if not header_checked:
             header_checked = True
             try:
@@ -257,7 +270,8 @@ def read_trace(path: str | Path, *, time_column: int = 0, columns: Sequence[int]
     value_scale : float
         Multiplies the motion values (e.g. 10 for a file in cm).
     delimiter : str, optional
-        Column separator; default: commas or whitespace.
+        Column separator; default: detected per line (``;``, or a tab with decimal commas,
+        else commas or whitespace; see :func:`_cells`).
     skip_rows : int
         Rows to skip at the top of the file.
     min_samples : int
