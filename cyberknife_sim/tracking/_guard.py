@@ -66,7 +66,10 @@ class ReferenceGuard:
     window_s : float
         History (s) for the robust sigma, the largest velocity and the range.
     bound_factor : float
-        Multiplies largest velocity x horizon in the prediction bound.
+        Multiplies largest velocity x horizon in the prediction bound. 1.0: on the real and
+        synthetic traces of ``scripts/predictor_table.py`` it kept every method's worst error
+        within 1.12x no prediction's (1.5 let Kalman reach 1.54x) and lowered the mean
+        relative RMS (0.352 vs 0.356).
     margin_fraction : float
         Part of the recent range added to the bound.
     fallback_window_s : float
@@ -77,7 +80,7 @@ class ReferenceGuard:
     """
 
     def __init__(self, inner, *, gate_sigmas: float = 6.0, window_s: float = 10.0,
-                 bound_factor: float = 1.5, margin_fraction: float = 0.05,
+                 bound_factor: float = 1.0, margin_fraction: float = 0.05,
                  fallback_window_s: float = 8.0, recover_ratio: float = 0.95):
         self.inner = inner
         self.gate_sigmas = float(gate_sigmas)
