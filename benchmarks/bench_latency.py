@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import imaging_event_due, step_to_beam_on
 
 from cyberknife_sim.geometry import matrix_from_pose
 from cyberknife_sim.scene import load_scene
@@ -74,16 +75,13 @@ def test_correction_loop_latency(benchmark, scene):
     from cyberknife_sim.simulation import build_loop
 
     loop = build_loop(scene, seed=0, imaging="xray")
-    state = {"i": 0}
+    state = {"i": step_to_beam_on(loop)}
     rec = loop.rec
-    while not (rec.time_s[state["i"]] >= 20.0 and loop.state.at_node and not loop.state.holds):
-        assert loop.step(state["i"])
-        state["i"] += 1
     lat_ns: list[int] = []
 
     def step():
         i = state["i"]
-        imaging = loop.exposure_due(rec.time_s[i]) or bool(loop.state.pending_images)
+        imaging = imaging_event_due(loop, i)
         t0 = time.perf_counter_ns()
         assert loop.step(i)
         if not imaging:

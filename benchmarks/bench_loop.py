@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import imaging_event_due, step_to_beam_on
 
 from cyberknife_sim.scene import load_scene
 from cyberknife_sim.simulation import build_loop
@@ -48,18 +49,12 @@ class Stepper:
         self.i = 0
 
     def advance_to_beam_on(self, min_s: float = 20.0) -> None:
-        rec = self.loop.rec
-        while not (rec.time_s[self.i] >= min_s and self.loop.state.at_node
-                   and not self.loop.state.holds):
-            assert self.loop.step(self.i)
-            self.i += 1
+        self.i = step_to_beam_on(self.loop, min_s=min_s)
 
     def step(self) -> bool:
         """One step; True when it held an imaging event (an exposure or a result in)."""
         loop = self.loop
-        t = loop.rec.time_s[self.i]
-        pend = loop.state.pending_images
-        imaging = loop.exposure_due(t) or bool(pend and pend[0][0] <= t + 1e-9)
+        imaging = imaging_event_due(loop, self.i)
         assert loop.step(self.i)
         self.i += 1
         return imaging

@@ -282,7 +282,7 @@ class TreatmentLoop:
         st = self.state
         detail = {"accepted": res.accepted, "reason": res.reason,
                   "pose": [round(float(v), 4) for v in res.pose]}
-        if res.accepted:
+        if not il.registration_failed(res.accepted):
             self._accept_image(t_s, res, i_img, detail)
         else:
             st.holds.add("registration_failed")
@@ -435,16 +435,22 @@ class TreatmentLoop:
 
     def _lever(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
                               NDArray[np.float64]]:
-        """``R̂ x0``, ``R(ti) x0``, ``M̂ x0`` and ``M(ti) x0`` for the current beam (cached
-        until the beam or the accepted pair changes)."""
-        key = (self.state.beam_k, self.state.images_accepted)
+        """:meth:`_levers_at` the current beam's aim point (cached until the beam or the
+        accepted pair changes)."""
+        st = self.state
+        key = (st.beam_k, st.images_accepted)
         if self._levers is None or self._levers[0] != key:
-            st = self.state
-            x0 = self._aims[min(st.beam_k, len(self._aims) - 1)]
-            est, img = st.anatomy_est, st.anatomy_true_at_image
-            r_est, r_img = est[:3, :3] @ x0, img[:3, :3] @ x0
-            self._levers = (key, (r_est, r_img, r_est + est[:3, 3], r_img + img[:3, 3]))
+            self._levers = (key, self._levers_at(min(st.beam_k, len(self._aims) - 1)))
         return self._levers[1]
+
+    def _levers_at(self, aim_k: int) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                              NDArray[np.float64], NDArray[np.float64]]:
+        """``R̂ x0``, ``R(ti) x0``, ``M̂ x0`` and ``M(ti) x0`` for beam ``aim_k``'s aim point."""
+        st = self.state
+        x0 = self._aims[aim_k]
+        est, img = st.anatomy_est, st.anatomy_true_at_image
+        r_est, r_img = est[:3, :3] @ x0, img[:3, :3] @ x0
+        return r_est, r_img, r_est + est[:3, 3], r_img + img[:3, 3]
 
     def command_robot(self, i: int) -> None:
         """Compute the commanded target for step ``i``, send it, and advance the robot."""
@@ -551,11 +557,7 @@ class TreatmentLoop:
     def _lever_for(self, aim_k: int):
         if aim_k == min(self.state.beam_k, len(self._aims) - 1):
             return self._lever()
-        st = self.state  # the beam changed within the step: the record is for the old one
-        x0 = self._aims[aim_k]
-        est, img = st.anatomy_est, st.anatomy_true_at_image
-        r_est, r_img = est[:3, :3] @ x0, img[:3, :3] @ x0
-        return r_est, r_img, r_est + est[:3, 3], r_img + img[:3, 3]
+        return self._levers_at(aim_k)  # the beam changed within the step: the old one's
 
     # ---- the clock ----------------------------------------------------------------------------
     def step(self, i: int) -> bool:
@@ -628,7 +630,6 @@ class TreatmentLoop:
         rec.wall_s = wall_s
         rec.imaging_wall_s = self._wall_imaging
         rec.predictor_guard = dict(self.predictor.guard_stats)
-        rec.step_wall_s = wall_s
         x0 = self._aims[self._aim_index[:n]]
         m = self.m_all[:n]
         tgt = np.einsum("nij,nj->ni", m[:, :3, :3], x0) + m[:, :3, 3] + self.offset_all[:n]

@@ -76,7 +76,6 @@ class LoopRecord:
     hold_s_by_reason: dict[str, float] = field(default_factory=dict)
     stopped_early: str | None = None
     wall_s: float = 0.0
-    step_wall_s: float = 0.0
     imaging_wall_s: float = 0.0
     predictor_guard: dict = field(default_factory=dict)
     images: list[ImageResult] = field(default_factory=list)

@@ -44,7 +44,6 @@ class ControllerRobot:
         self._pointing = compensated_pointing
         self.controller = controller
         self.command_latency_s = float(controller.command_latency_s)
-        self._beam: Beam | None = None
         self._cmd: tuple[NDArray[np.float64], NDArray[np.float64], NDArray] | None = None
         self.following_error_mm = float("inf")
         self.arrived = False
@@ -54,7 +53,6 @@ class ControllerRobot:
 
     def goto(self, beam: Beam) -> None:
         """Start moving to ``beam``'s node (the servo limits set the traversal time)."""
-        self._beam = beam
         self.arrived = False
         self.controller.planned_target_room = np.asarray(beam.aim_room, dtype=np.float64)
 

@@ -85,7 +85,6 @@ class RollingCorrelation:
         self.drift_mm_s = np.zeros(3)
         self.t_ref_s = 0.0
         self.status: CorrelationStatus | None = None
-        self._range = (np.inf, -np.inf)
 
     @property
     def has_drift_term(self) -> bool:
@@ -100,7 +99,7 @@ class RollingCorrelation:
     @property
     def ext_range(self) -> tuple[float, float]:
         """Lowest and highest external value in the window (mm); (inf, -inf) when empty."""
-        return self._range
+        return self.model.ext_range
 
     def add(self, ext: float, internal: ArrayLike, ext_velocity: float = 0.0, *,
             time_s: float = 0.0) -> CorrelationStatus:
@@ -142,7 +141,6 @@ class RollingCorrelation:
         e = np.fromiter(self._e, float)
         v = np.fromiter(self._v, float)
         yy = np.stack(self._y)
-        self._range = (float(e.min()), float(e.max()))
         self.t_ref_s = float(t[-1])
         if self._ridge_s2 is not None and t.size > 1:
             tau = t - self.t_ref_s
