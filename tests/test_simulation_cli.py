@@ -70,7 +70,7 @@ def test_run_writes_consistent_outputs(truth_run):
 def test_report_is_self_contained_with_the_plots(truth_run):
     _, out = truth_run
     html = (out / "report.html").read_text()
-    imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    imgs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     assert len(imgs) == 5
     assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in imgs)
     assert "http" not in html.split("<body>")[1]  # nothing fetched from elsewhere

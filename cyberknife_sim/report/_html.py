@@ -208,14 +208,7 @@ def _interactive(rec, beams, summary: dict) -> tuple[str, dict[str, str]]:
         blocks[name] = (f'<div id="fig-{name}" class="plot plotly-figure"></div>\n'
                         f'<script type="application/json" class="cks-fig" data-div="fig-{name}">'
                         f'{spec_json(spec)}</script>')
-    return _plotly_js(get_plotlyjs()), blocks
-
-
-def _plotly_js(js: str) -> str:
-    """plotly.js for an inline ``<script>``. Its one inline PNG (a 1×1 pixel inside a JS
-    string literal) is written ``data:image\\/png`` (the same string in JavaScript), so
-    that the page's ``<img src="data:image/png;base64,...">`` are exactly its plots."""
-    return js.replace('src="data:image/png;base64,', 'src="data:image\\/png;base64,')
+    return get_plotlyjs(), blocks
 
 
 def _figure(blocks: dict[str, str], name: str, png: Path, caption: str) -> str:
