@@ -5,9 +5,10 @@ moved by the pose (mm, deg; DESIGN.md convention about the room origin) and writ
 view, ``DIR/<view>.npy`` (float32 line integrals), ``DIR/<view>.png`` (16-bit noiseless
 intensities ``65535 · exp(−L)``, the scale recorded as ``image.open_field_counts``) and
 ``DIR/geometry.json`` (projection matrices, sources, detector shape and pitch, μ_water, the
-CT path and ``room_from_ct``). For a phantom scene the CT is written to ``DIR/ct.nii.gz``
-so that the output is self-contained; a relative CT path in ``geometry.json`` is relative
-to that file's folder."""
+CT path, ``room_from_ct`` and ``renderer``: ``"fast"``, the shear-warp ``DrrRenderer``, or
+``"exact"`` with ``--exact``, the Siddon tracer ``ExactDrrRenderer``, voxels as constant
+boxes). For a phantom scene the CT is written to ``DIR/ct.nii.gz`` so that the output is
+self-contained; a relative CT path in ``geometry.json`` is relative to that file's folder."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Render digitally reconstructed radiographs (line "
                        "integrals) of the scene's CT for both kV views.")
     add_common_arguments(p)
+    p.add_argument("--exact", action="store_true",
+                   help="render with the exact ray tracer (Siddon/Jacobs: the line integral "
+                   "through the CT's voxels as constant boxes, one ray per pixel center; "
+                   "several times slower) instead of the fast shear-warp renderer")
     p.set_defaults(func=run)
 
 
@@ -55,6 +60,7 @@ def render_scene(args: argparse.Namespace) -> dict[str, Any]:
     from ..anatomy import load_patient, write_volume
     from ..geometry import matrix_from_pose
     from ..imaging import DrrRenderer, XrayModel, imaging_pair
+    from ..imaging._siddon import ExactDrrRenderer
     from ..scene import load_scene
 
     pose = parse_pose(args.pose)
@@ -65,7 +71,9 @@ def render_scene(args: argparse.Namespace) -> dict[str, Any]:
     imaging = scene.room.imaging
     views = imaging_pair(imaging)
     room_from_ct = matrix_from_pose(pose) @ patient.planned_room_from_ct
-    renderer = DrrRenderer(patient.volume, views, mu_water_per_mm=imaging.mu_water_per_mm)
+    exact = bool(getattr(args, "exact", False))
+    renderer_cls = ExactDrrRenderer if exact else DrrRenderer
+    renderer = renderer_cls(patient.volume, views, mu_water_per_mm=imaging.mu_water_per_mm)
     line_integrals = renderer.render(room_from_ct)
     if scene.patient.uses_phantom:
         write_volume(patient.volume, out / "ct.nii.gz")
@@ -75,7 +83,8 @@ def render_scene(args: argparse.Namespace) -> dict[str, Any]:
     model = XrayModel(imaging.xray, pixel_spacing_mm=views[0].pixel_spacing_mm)
     return {"scene": scene, "out": out, "pose": pose, "views": views,
             "room_from_ct": room_from_ct, "line_integrals": line_integrals, "ct_path": ct_path,
-            "model": model, "target_ct_mm": patient.target_ct_mm}
+            "model": model, "target_ct_mm": patient.target_ct_mm,
+            "renderer": "exact" if exact else "fast"}
 
 
 PREVIEW_PERCENTILES = (0.5, 99.5)
@@ -124,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     intensities = [_PNG_FULL_SCALE * np.exp(-li.astype(np.float64))
                    for li in r["line_integrals"]]
     write_outputs(r, r["line_integrals"], intensities, {
+        "renderer": r["renderer"],
         "image": {"kind": "drr", "open_field_counts": _PNG_FULL_SCALE,
                   "png": "noiseless intensities 65535 * exp(-L), rounded (open field = "
                          "full scale)"}})
