@@ -1,6 +1,37 @@
 """The truth patient: what the live X-ray images see, kept apart from the planning CT that
 registration uses (DESIGN.md, imaging realism)."""
 
+from ._acquire import (
+    acquire_ct,
+    acquire_ct_on_grid,
+    bin_particles,
+    breath_phase_levels,
+    planning_positions,
+    regular_grid,
+)
+from ._materials import (
+    DENSITY_G_CM3,
+    MATERIAL_HU,
+    REL_ATTEN_CM3_G,
+    hu_to_masses,
+    hu_to_particles,
+    masses_to_hu,
+)
 from ._particles import MATERIALS, ParticleSet
 
-__all__ = ["MATERIALS", "ParticleSet"]
+__all__ = [
+    "DENSITY_G_CM3",
+    "MATERIALS",
+    "MATERIAL_HU",
+    "REL_ATTEN_CM3_G",
+    "ParticleSet",
+    "acquire_ct",
+    "acquire_ct_on_grid",
+    "bin_particles",
+    "breath_phase_levels",
+    "hu_to_masses",
+    "hu_to_particles",
+    "masses_to_hu",
+    "planning_positions",
+    "regular_grid",
+]
