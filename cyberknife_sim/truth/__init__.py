@@ -18,13 +18,25 @@ from ._materials import (
     masses_to_hu,
 )
 from ._particles import MATERIALS, ParticleSet
+from ._userct import (
+    FourDCTTruth,
+    TruthModel,
+    UserCTSettings,
+    UserCTTruth,
+    truth_from_4dct,
+    truth_from_ct,
+)
 
 __all__ = [
     "DENSITY_G_CM3",
+    "FourDCTTruth",
     "MATERIALS",
     "MATERIAL_HU",
     "REL_ATTEN_CM3_G",
     "ParticleSet",
+    "TruthModel",
+    "UserCTSettings",
+    "UserCTTruth",
     "acquire_ct",
     "acquire_ct_on_grid",
     "bin_particles",
@@ -34,4 +46,6 @@ __all__ = [
     "masses_to_hu",
     "planning_positions",
     "regular_grid",
+    "truth_from_4dct",
+    "truth_from_ct",
 ]
