@@ -102,9 +102,12 @@ def test_bone_rigid_per_level_soft_tissue_breathes(ct, truth):
     assert np.abs(db[calm]).max() < 1e-4
     low = (ps.component == 0) & (z < truth.diaphragm_z_ct_mm - s.caudal_decay_mm)
     assert np.abs(db[low, 2]).max() < 1e-4
-    # a larger breath moves it proportionally
+    # half a breath moves it half as far; another dome amplitude scales the SI motion
     (_, ph), = truth.positions_ct(0.5, [0.0, 0.0, 0.0])
     np.testing.assert_allclose(ph[at] - p0[at], 0.5 * db[at], atol=1e-3)
+    (_, pa), = truth.positions_ct(1.0, [0.0, 0.0, 0.0], diaphragm_amplitude_mm=6.0)
+    np.testing.assert_allclose(pa[at, 2] - p0[at, 2], -6.0, atol=0.05)
+    np.testing.assert_allclose(pa[at, :2], pb[at, :2], atol=1e-4)
 
 
 def test_lung_density_falls_when_it_stretches(ct, truth):

@@ -265,11 +265,14 @@ class UserCTTruth:
         field[:, 2] = -settings.diaphragm_amplitude_mm * w * g * q
         field[~soft] = 0.0
         self._field_mm = field.astype(np.float32)
+        self._field_si_unit = np.where(soft, -w * g * q, 0.0)      # SI field per mm of dome
 
-    def positions_ct(self, breath_level: float, target_offset_ct_mm: ArrayLike
+    def positions_ct(self, breath_level: float, target_offset_ct_mm: ArrayLike, *,
+                     diaphragm_amplitude_mm: float | None = None
                      ) -> list[tuple[ParticleSet, NDArray[np.float32]]]:
         """Particle positions (CT mm) at a breath level (0 exhale, 1 inhale) with the
-        target's vertebra shifted by ``target_offset_ct_mm`` (shape (3,)).
+        target's vertebra shifted by ``target_offset_ct_mm`` (shape (3,)); the SI motion at
+        the diaphragm at level 1 is ``diaphragm_amplitude_mm`` (default the settings').
 
         Returns
         -------
@@ -280,8 +283,12 @@ class UserCTTruth:
         off = np.asarray(target_offset_ct_mm, dtype=np.float64)
         if off.shape != (3,):
             raise ValueError(f"target_offset_ct_mm must have shape (3,) (got {off.shape})")
+        field = self._field_mm
+        if diaphragm_amplitude_mm is not None:
+            field = field.copy()
+            field[:, 2] = self._field_si_unit * float(diaphragm_amplitude_mm)
         pos = (self.particles.position_ct_mm.astype(np.float64)
-               + float(breath_level) * self._field_mm
+               + float(breath_level) * field
                + self._offset_factor[:, None] * off[None, :])
         return [(self.particles, pos.astype(np.float32))]
 
@@ -360,10 +367,13 @@ class FourDCTTruth:
         self.sets = [sets[i] for i in order]
         self.phase_levels = lv[order]
 
-    def positions_ct(self, breath_level: float, target_offset_ct_mm: ArrayLike
+    def positions_ct(self, breath_level: float, target_offset_ct_mm: ArrayLike, *,
+                     diaphragm_amplitude_mm: float | None = None
                      ) -> list[tuple[ParticleSet, NDArray[np.float32], float]]:
         """The two phases bracketing ``breath_level`` (clamped to the phases' range) with
         linear weights summing to 1, all shifted by ``target_offset_ct_mm`` (CT mm).
+        ``diaphragm_amplitude_mm`` is accepted for the interface's sake and ignored: the
+        motion is the 4D CT's own.
 
         Returns
         -------
