@@ -27,7 +27,10 @@ grid and the X-ray source is a point ``S``:
 
 The result is Joseph's line integral (bilinear in the slab, rectangle rule across slabs,
 optionally ``slab_substeps`` planes per voxel), which agrees with a fine trilinear ray march
-to well under 1 % (see the tests). What does not depend on the pose (μ, slab stacks per
+to well under 1 % (see the tests). With ``voxel_model="box"`` the in-plane taps are
+sharpened by the ray's sideways travel per slab (:func:`_box_fraction`), which integrates
+the voxels as constant boxes, the model of the exact Siddon tracer (``_siddon.py``).
+What does not depend on the pose (μ, slab stacks per
 axis, an optional region-of-interest crop) is computed once in the constructor.
 
 Threads: the accumulation kernel runs on numba's thread pool. When numba's threading layer
@@ -68,13 +71,35 @@ _TRANSPOSE = {0: (2, 0, 1), 1: (1, 0, 2), 2: (0, 1, 2)}
 _WARP_FLAGS = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
 # output rows per parallel task of the accumulation kernel
 _BLOCK_ROWS = 32
+_VOXEL_MODELS = ("box", "trilinear")
+# smallest sideways travel per plane used in the box fraction (below: a step, nearest voxel)
+_MIN_TRAVEL = 1e-6
+
+
+def _box_fraction(f: NDArray, travel: NDArray) -> NDArray:
+    """Weight of the upper tap for box voxels: ``clip((f - ½)/travel + ½, 0, 1)``.
+
+    Within one slab a ray crosses the plane's voxels (constant boxes, edges at index + ½)
+    along a segment of sideways extent ``travel`` (voxels) centred on the sample position
+    ``w = floor(w) + f``. The exact mean of the piecewise constant μ over that segment is
+    the two taps ``floor(w)``, ``floor(w) + 1`` with this upper weight (for ``travel <= 1``,
+    per in-plane axis: exact where the segment does not cross edges along both axes). At
+    ``travel = 1`` it is linear interpolation (the trilinear model), towards 0 the nearest
+    voxel. Reference for the arithmetic in :func:`_taps` and :func:`_lerp_weights`.
+    """
+    t = np.maximum(np.asarray(travel, dtype=np.float64), _MIN_TRAVEL)
+    f = np.asarray(f, dtype=np.float64)
+    return np.where(t < 1.0, np.clip((f - 0.5) / t + 0.5, 0.0, 1.0), f)
 
 
 def _lerp_weights(ratios: NDArray, s_w: float, lo_w: float, step: float, n_out: int,
-                  n_in: int) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
-    """Linear-interpolation taps of every plane along one in-plane axis (zero outside).
+                  n_in: int, travel: NDArray | None = None
+                  ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    """Interpolation taps of every plane along one in-plane axis (zero outside).
 
     Plane ``c`` is sampled at ``w = s_w + (lo_w + step·g - s_w)·r_c`` for output index g.
+    ``travel`` (shape (n_out,), voxels, optional) is the ray's sideways travel per plane;
+    where it is < 1 the linear fraction is sharpened (:func:`_box_fraction`); None: linear.
 
     Returns
     -------
@@ -85,7 +110,12 @@ def _lerp_weights(ratios: NDArray, s_w: float, lo_w: float, step: float, n_out: 
     r = ratios[:, None]
     w = (s_w * (1.0 - r) + lo_w * r) + (step * r) * np.arange(n_out, dtype=np.float64)[None, :]
     w0 = np.floor(w)
-    f = (w - w0).astype(np.float32)
+    f = w - w0
+    if travel is not None:
+        t = np.broadcast_to(np.asarray(travel, dtype=np.float64)[None, :], f.shape)
+        sharp = t < 1.0
+        f[sharp] = np.clip((f[sharp] - 0.5) / np.maximum(t[sharp], _MIN_TRAVEL) + 0.5, 0.0, 1.0)
+    f = f.astype(np.float32)
     i0 = w0.astype(np.int32)
     weights = np.empty(f.shape + (2,), np.float32)
     weights[..., 0] = 1.0 - f
@@ -119,16 +149,18 @@ def _summing_matrix(cols: NDArray, weights: NDArray, n_in: int) -> sparse.csr_ar
 
 def _accumulate_sparse(slabs: NDArray[np.float32], ratios: NDArray,
                        src_uv: tuple[float, float], lo: NDArray, step: float, width: int,
-                       height: int) -> NDArray[np.float32]:
+                       height: int, travel_u: NDArray | None = None,
+                       travel_v: NDArray | None = None) -> NDArray[np.float32]:
     """Reference for :func:`_accumulate_planes`: the same sum as two sparse products.
 
     ``slabs`` is the plain stack ``(n_planes, n_v, n_u)``. Along v (block-diagonal
     product), a per-plane transpose, then along u summing over the planes (one product).
+    ``travel_u``/``travel_v``: sideways travel per plane (see :func:`_lerp_weights`).
     Returns the intermediate image, shape (width, height), float32.
     """
     n_planes, n_v, n_u = slabs.shape
-    cv_, wv = _lerp_weights(ratios, src_uv[1], lo[1], step, height, n_v)
-    cu, wu = _lerp_weights(ratios, src_uv[0], lo[0], step, width, n_u)
+    cv_, wv = _lerp_weights(ratios, src_uv[1], lo[1], step, height, n_v, travel_v)
+    cu, wu = _lerp_weights(ratios, src_uv[0], lo[0], step, width, n_u, travel_u)
     t = _block_matrix(cv_, wv, n_v) @ slabs.reshape(n_planes * n_v, n_u)
     t = np.ascontiguousarray(t.reshape(n_planes, height, n_u).transpose(0, 2, 1))
     return np.asarray(_summing_matrix(cu, wu, n_u) @ t.reshape(n_planes * n_u, height),
@@ -147,11 +179,12 @@ def _plane_offsets(ratios: NDArray, s_w: float, lo_w: float,
 
 
 @njit(cache=True, fastmath=False)
-def _taps(off, step, n_out, n_in):  # pragma: no cover
+def _taps(off, step, n_out, n_in, travel):  # pragma: no cover
     """Per plane: padded first-tap index, tap weights and valid range of ``w = off + step·g``.
 
     Output g contributes where ``floor(w)`` lies in ``[-1, n_in - 1]`` (a contiguous range
-    ``[g_lo, g_hi)``, as ``step > 0``); elsewhere the sample is zero.
+    ``[g_lo, g_hi)``, as ``step > 0``); elsewhere the sample is zero. ``travel[g]`` < 1
+    sharpens the linear fraction (box voxels, :func:`_box_fraction`); >= 1 keeps it linear.
     """
     n_planes = off.shape[0]
     idx = np.zeros((n_planes, n_out), dtype=np.int32)
@@ -165,7 +198,11 @@ def _taps(off, step, n_out, n_in):  # pragma: no cover
             w0 = np.floor(w)
             if -1.0 <= w0 <= n_in - 1:
                 idx[c, g] = np.int32(w0) + 1
-                f = np.float32(w - w0)
+                f64 = w - w0
+                t = travel[g]
+                if t < 1.0:
+                    f64 = min(max((f64 - 0.5) / max(t, _MIN_TRAVEL) + 0.5, 0.0), 1.0)
+                f = np.float32(f64)
                 w_first[c, g] = np.float32(1.0) - f
                 w_second[c, g] = f
                 g_lo = min(g_lo, g)
@@ -175,9 +212,23 @@ def _taps(off, step, n_out, n_in):  # pragma: no cover
     return idx, w_first, w_second, bounds
 
 
+def _accumulate_planes(stack: NDArray[np.float32], off_u: NDArray, step_u: NDArray,
+                       off_v: NDArray, step_v: NDArray, width: int, height: int, block: int,
+                       travel_u: NDArray | None = None,
+                       travel_v: NDArray | None = None) -> NDArray[np.float32]:
+    """Σ over planes of the resampled slabs (see :func:`_accumulate_kernel`).
+
+    ``travel_u`` (shape (width,)) and ``travel_v`` (shape (height,)): the rays' sideways
+    travel per plane (voxels) for box voxels; None: plain bilinear (trilinear voxels).
+    """
+    tu = np.ones(width) if travel_u is None else np.ascontiguousarray(travel_u, np.float64)
+    tv = np.ones(height) if travel_v is None else np.ascontiguousarray(travel_v, np.float64)
+    return _accumulate_kernel(stack, off_u, step_u, off_v, step_v, width, height, block, tu, tv)
+
+
 @njit(parallel=True, cache=True, fastmath=False)
-def _accumulate_planes(stack, off_u, step_u, off_v, step_v, width, height,
-                       block):  # pragma: no cover
+def _accumulate_kernel(stack, off_u, step_u, off_v, step_v, width, height, block, travel_u,
+                       travel_v):  # pragma: no cover
     """Σ over planes of the bilinearly resampled slabs on the intermediate grid (numba).
 
     Parameters
@@ -191,14 +242,17 @@ def _accumulate_planes(stack, off_u, step_u, off_v, step_v, width, height,
         Output size along u (x) and v (y).
     block : int
         Output rows x per parallel task (its accumulator and scratch stay in cache).
+    travel_u, travel_v : ndarray, shape (width,) and (height,), float64
+        Sideways travel of the ray through output x (y) per plane, voxels (see
+        :func:`_box_fraction`); all >= 1 gives plain bilinear sampling.
 
     Returns
     -------
     ndarray, shape (width, height), float32
     """
     n_planes, n_up, n_vp = stack.shape
-    iu, gu, fu, bu = _taps(off_u, step_u, width, n_up - 2)
-    iv, gv, fv, bv = _taps(off_v, step_v, height, n_vp - 2)
+    iu, gu, fu, bu = _taps(off_u, step_u, width, n_up - 2, travel_u)
+    iv, gv, fv, bv = _taps(off_v, step_v, height, n_vp - 2, travel_v)
     n_rows = min(n_up, int(np.ceil(step_u.max() * (block - 1))) + 3)
     out = np.zeros((width, height), dtype=np.float32)
     n_blocks = (width + block - 1) // block
@@ -300,6 +354,21 @@ class DrrRenderer:
         The sum over slabs: ``"numba"`` (default), the parallel kernel; ``"sparse"``, the
         same sum as two sparse matrix products, a slower reference for tests and benchmarks.
         Anything else is a ValueError.
+    voxel_model : {"trilinear", "box"}
+        What is integrated. ``"trilinear"`` (default): the trilinear interpolant of the
+        voxels, zero beyond the grid (Joseph's method; the model of
+        :func:`~._reference.reference_drr`). The default phantom at 512² (default views,
+        oversampling 2) is within 0.6 % relative RMS of the exact line integral of this
+        model over its 200 brightest pixels, and 0.4 % over the patient, at 22 poses within
+        ±10 mm / ±3°. ``"box"``: the voxels as constant boxes, the model of the exact
+        Siddon tracer (:class:`~._siddon.ExactDrrRenderer`): in each slab the in-plane
+        sample is the mean over the ray's sideways travel through the slab
+        (:func:`_box_fraction`), so the volume ends at its outer voxel faces. Box DRRs have
+        a step at every voxel face a ray runs along (a staircase along 1.5 mm slices for the
+        default views), which the intermediate grid resolves only at ``oversampling`` >= 3
+        (then within 0.6 % of Siddon over the patient, 1.5 % over the brightest pixels;
+        the two exact integrals themselves differ by up to 2.5 %). Anything else is a
+        ValueError.
 
     Attributes
     ----------
@@ -309,13 +378,19 @@ class DrrRenderer:
         The views, in the order :meth:`render` returns their images.
     accumulator : str
         The ``accumulator`` chosen (read-only).
+    voxel_model : str
+        The ``voxel_model`` chosen.
     """
 
     def __init__(self, volume: Volume, views: ViewGeometry | Sequence[ViewGeometry], *,
                  mu_water_per_mm: float, roi_center_ct: ArrayLike | None = None,
                  roi_half_size_mm: float | ArrayLike | None = None,
                  oversampling: float = 2.0, slab_substeps: int = 1,
-                 accumulator: Literal["numba", "sparse"] = "numba") -> None:
+                 accumulator: Literal["numba", "sparse"] = "numba",
+                 voxel_model: Literal["trilinear", "box"] = "trilinear") -> None:
+        if voxel_model not in _VOXEL_MODELS:
+            raise ValueError(f"voxel_model must be one of "
+                             f"{', '.join(map(repr, _VOXEL_MODELS))} (got {voxel_model!r})")
         if accumulator not in _ACCUMULATORS:
             raise ValueError(f"accumulator must be one of {', '.join(map(repr, _ACCUMULATORS))}"
                              f" (got {accumulator!r})")
@@ -345,6 +420,7 @@ class DrrRenderer:
         self.oversampling = float(oversampling)
         self.slab_substeps = int(slab_substeps)
         self._accumulator = accumulator
+        self.voxel_model = voxel_model
         mu = volume.mu_per_mm(self.mu_water_per_mm)
         # drop all-air margins (μ = 0 adds nothing; one zero voxel is kept for the edge ramp)
         nonzero = [np.nonzero(np.any(mu > 0, axis=axes))[0] for axes in ((1, 2), (0, 2), (0, 1))]
@@ -395,7 +471,8 @@ class DrrRenderer:
         """μ as contiguous slabs ``(n_planes, n_v, n_u)`` for slab axis ``axis`` (cached).
 
         With ``m`` substeps, plane ``q`` lies at voxel position ``q/m - (m-1)/m`` and holds
-        the linear interpolation along the axis (zero beyond the grid). With ``padded``, the
+        the linear interpolation along the axis (zero beyond the grid); for box voxels at
+        ``(q + ½)/m - ½``, holding its voxel's value. With ``padded``, the
         kernel's layout instead: ``(n_planes, n_u + 2, n_v + 2)``, ``[c, u + 1, v + 1]``,
         zero border (only that one is kept).
         """
@@ -414,7 +491,10 @@ class DrrRenderer:
             return stack
         stack = np.ascontiguousarray(self._mu.transpose(_TRANSPOSE[axis]))
         m = self.slab_substeps
-        if m > 1:
+        if m > 1 and self.voxel_model == "box":
+            # m planes per voxel at c + (q + ½)/m - ½, each the voxel's constant value
+            stack = np.ascontiguousarray(np.repeat(stack, m, axis=0))
+        elif m > 1:
             ext = np.concatenate([np.zeros_like(stack[:1]), stack,
                                      np.zeros_like(stack[:1])])
             planes = []
@@ -445,7 +525,11 @@ class DrrRenderer:
                     (slabs.shape[2] - 2, slabs.shape[1] - 2))
         n_a = self._mu.shape[2 - a]
         sub = self.slab_substeps
-        positions = np.arange(n_planes) / sub - (sub - 1) / sub  # voxel index of each plane
+        box = self.voxel_model == "box"
+        if box:  # voxel index of each plane
+            positions = (np.arange(n_planes) + 0.5) / sub - 0.5
+        else:
+            positions = np.arange(n_planes) / sub - (sub - 1) / sub
         s_a, s_u, s_v = src[a], src[u_ax], src[v_ax]
         if -1.0 <= s_a <= n_a:
             raise InputError(f"view {view.name}: the X-ray source lies inside the CT volume "
@@ -462,13 +546,20 @@ class DrrRenderer:
         step = 1.0 / self.oversampling
         width, height = (np.ceil((hi - lo) / step).astype(int) + 1).tolist()
 
-        # sum over planes of the bilinearly resampled slabs
+        # box voxels: the ray through grid point (x, y) moves sideways by
+        # |u - s_u| / |c0 - s_a| voxels per voxel along a (separable: u only, v only)
+        travel_u = travel_v = None
+        if box:
+            travel_u = np.abs(lo[0] + step * np.arange(width) - s_u) / (sub * abs(depth0))
+            travel_v = np.abs(lo[1] + step * np.arange(height) - s_v) / (sub * abs(depth0))
+        # sum over planes of the resampled slabs
         if use_sparse:
-            acc_t = _accumulate_sparse(slabs, ratios, (s_u, s_v), lo, step, width, height)
+            acc_t = _accumulate_sparse(slabs, ratios, (s_u, s_v), lo, step, width, height,
+                                       travel_u, travel_v)
         else:
             acc_t = _accumulate_planes(slabs, *_plane_offsets(ratios, s_u, lo[0], step),
                                        *_plane_offsets(ratios, s_v, lo[1], step), width,
-                                       height, _BLOCK_ROWS)
+                                       height, _BLOCK_ROWS, travel_u, travel_v)
 
         # path length (mm) per plane along the ray through each intermediate grid point
         a_mat = room_from_ijk[:3, :3]
