@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
+from scipy import fft as sfft
 
 from ..anatomy.volume import Volume
 from ._materials import REL_ATTEN_CM3_G
@@ -282,11 +283,11 @@ def acquire_ct_on_grid(sets_and_positions: Sequence, ct_from_ijk: ArrayLike,
     vol_cm3 = abs(float(np.linalg.det(a[:3, :3]))) / 1000.0
     hu = -1000.0 + 1000.0 * grid / vol_cm3            # = masses_to_hu, binned in one grid
     if noise_hu > 0:
-        noise = rng.standard_normal(hu.shape)
+        noise = rng.standard_normal(hu.shape, dtype=np.float32)
         if noise_texture == "fbp":
-            h = _fbp_filter(hu.shape[1], hu.shape[2])
-            noise = np.fft.irfft2(np.fft.rfft2(noise, axes=(1, 2)) * h, s=hu.shape[1:],
-                                  axes=(1, 2))
+            h = _fbp_filter(hu.shape[1], hu.shape[2]).astype(np.float32)
+            noise = sfft.irfft2(sfft.rfft2(noise, axes=(1, 2)) * h, s=hu.shape[1:],
+                                axes=(1, 2))
         hu += noise_hu * noise
     out = np.clip(np.rint(hu), -1024, 32767).astype(np.int16)
     return Volume(out, a, name=name)
