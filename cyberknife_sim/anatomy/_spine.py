@@ -14,7 +14,7 @@ from ._shapes import capsule, local_coords
 from ._tissues import TISSUE_HU, TISSUE_LABELS
 
 __all__ = ["VertebraPose", "canal_path", "layout_spine", "paint_canal", "paint_discs",
-           "paint_vertebra"]
+           "paint_vertebra", "vertebra_bounds_ct"]
 
 _L = TISSUE_LABELS
 
@@ -106,22 +106,39 @@ def _trabecular_texture(shape, rng: np.random.Generator, spacing_mm) -> NDArray[
     return (130.0 + 240.0 * strut).astype(np.float32)
 
 
-def paint_vertebra(cv: Canvas, v: VertebraPose, rng: np.random.Generator, *,
-                   cortical_mm: float) -> None:
-    """Paint one vertebra (body, pedicles, laminae, spinous/transverse/articular
-    processes) with a cortical shell and a trabecular core, leaving the canal empty."""
+def _spinous_axis(v: VertebraPose):
     d = v.dims
     yc = v.canal_offset
     th = np.radians(d.spinous_deg)
     sp_a = np.array([0.0, yc + d.canal_d / 2 + 4.0, 0.12 * d.height - 2.0])
     sp_b = sp_a + d.spinous_len * np.array([0.0, np.cos(th), -np.sin(th)])
+    return sp_a, sp_b
+
+
+def vertebra_bounds_ct(v: VertebraPose) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Axis-aligned box (CT mm, low and high corners) holding everything
+    :func:`paint_vertebra` may paint for ``v``."""
+    d = v.dims
+    yc = v.canal_offset
+    _, sp_b = _spinous_axis(v)
     reach = d.tp_reach + 8.0
     lo_l = np.array([-reach, -d.depth / 2 - 3.0, min(-d.height / 2, sp_b[2]) - 12.0])
     hi_l = np.array([reach, max(sp_b[1], yc) + 10.0, d.height / 2 + 10.0])
     corners = np.array([[a, b, c] for a in (lo_l[0], hi_l[0]) for b in (lo_l[1], hi_l[1])
                         for c in (lo_l[2], hi_l[2])])
     corners_ct = v.to_ct(corners)
-    hit = cv.box(corners_ct.min(axis=0), corners_ct.max(axis=0))
+    return corners_ct.min(axis=0), corners_ct.max(axis=0)
+
+
+def paint_vertebra(cv: Canvas, v: VertebraPose, rng: np.random.Generator, *,
+                   cortical_mm: float) -> None:
+    """Paint one vertebra (body, pedicles, laminae, spinous/transverse/articular
+    processes) with a cortical shell and a trabecular core, leaving the canal empty."""
+    d = v.dims
+    yc = v.canal_offset
+    sp_a, sp_b = _spinous_axis(v)
+    lo_ct, hi_ct = vertebra_bounds_ct(v)
+    hit = cv.box(lo_ct, hi_ct)
     if hit is None:
         return
     (sk, sj, si), (x, y, z) = hit

@@ -10,7 +10,8 @@ from ._shapes import superellipse
 from ._spine import VertebraPose
 from ._tissues import TISSUE_HU, TISSUE_LABELS
 
-__all__ = ["paint_body", "paint_ribs", "paint_sternum", "paint_viscera"]
+__all__ = ["cage_center_y_mm", "diaphragm_z_mm", "heart_q", "paint_body", "paint_ribs",
+           "paint_sternum", "paint_viscera", "rib_radius"]
 
 _L = TISSUE_LABELS
 _P = 2.4  # superellipse exponent of the body contour (a boxy ellipse, flat back)
@@ -59,6 +60,27 @@ def rib_radius(phi_deg, scale: float) -> NDArray:
     return scale * np.interp(phi_deg, _RIB_PHI, _RIB_R)
 
 
+def heart_q(x, y, *, y_body_mm: float, scale: float) -> NDArray:
+    """Normalized squared radius of the heart's cross-section (inside where <= 1) at CT mm
+    ``x``, ``y``; ``y_body_mm`` is the y of the reference vertebral body center."""
+    return ((x - 15.0 * scale) / (62.0 * scale)) ** 2 + \
+        ((y - (y_body_mm - 105.0 * scale)) / (55.0 * scale)) ** 2
+
+
+def diaphragm_z_mm(x, y, *, cy_mm: float, z_dome_mm: float, scale: float) -> NDArray:
+    """Height (CT mm) of the diaphragm at CT mm ``x``, ``y``: one dome per side, the right
+    (x < 0) 8 mm higher, 45 mm lower at the rim; ``cy_mm`` is the rib cage's polar center y
+    (:func:`cage_center_y_mm`)."""
+    rho2 = ((np.abs(x) - 65.0 * scale) / (100.0 * scale)) ** 2 + ((y - cy_mm) / (95.0 * scale)) ** 2
+    return z_dome_mm + np.where(x < 0, 8.0, 0.0) - 45.0 * np.minimum(rho2, 1.0)
+
+
+def cage_center_y_mm(v: VertebraPose, scale: float) -> float:
+    """y (CT mm) of the rib cage's polar center for vertebra ``v`` (50 mm anterior of its
+    body, scaled)."""
+    return float(v.center[1]) - _CAGE_OFFSET_MM * scale
+
+
 def paint_viscera(cv: Canvas, ref: VertebraPose, *, z_dome_mm: float, z_liver_end_mm: float,
                   scale: float) -> None:
     """Lungs above a two-domed diaphragm inside the rib cage (with a posterior-dependent
@@ -71,13 +93,11 @@ def paint_viscera(cv: Canvas, ref: VertebraPose, *, z_dome_mm: float, z_liver_en
     yb = float(ref.center[1])
     inside = (r < rib_radius(phi, scale) - _RIB_THICK_MM / 2 - 1.5) & (phi > 24.0) & (phi < 150)
     spine = (np.abs(x) < ref.dims.width / 2 + 10.0) & (y > yb - ref.dims.depth / 2 - 12.0)
-    heart = ((x - 15.0 * scale) / (62.0 * scale)) ** 2 + \
-        ((y - (yb - 105.0 * scale)) / (55.0 * scale)) ** 2 <= 1.0
+    heart = heart_q(x, y, y_body_mm=yb, scale=scale) <= 1.0
     mediastinum = (np.abs(x) < 22.0 * scale) & (y < yb)
     lung2d = inside & ~spine & ~heart & ~mediastinum
     # diaphragm: one dome per side, the right (x < 0) 8 mm higher; 45 mm lower at the rim
-    rho2 = ((np.abs(x) - 65.0 * scale) / (100.0 * scale)) ** 2 + ((y - cy) / (95.0 * scale)) ** 2
-    z_d = z_dome_mm + np.where(x < 0, 8.0, 0.0) - 45.0 * np.minimum(rho2, 1.0)
+    z_d = diaphragm_z_mm(x, y, cy_mm=cy, z_dome_mm=z_dome_mm, scale=scale)
     above = cv.z[:, None, None] > z_d[None].astype(np.float32)
     lung = lung2d[None] & above
     grad = np.clip((y - yb + 60.0) / 150.0, -1.0, 1.0) * 30.0  # denser posteriorly

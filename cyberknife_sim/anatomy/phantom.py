@@ -22,12 +22,13 @@ from numpy.typing import NDArray
 from ._canvas import Canvas
 from ._levels import level_index
 from ._params import PhantomParams, load_preset
-from ._spine import layout_spine, paint_canal, paint_discs, paint_vertebra
+from ._spine import VertebraPose, layout_spine, paint_canal, paint_discs, paint_vertebra
 from ._thorax import paint_body, paint_ribs, paint_sternum, paint_viscera
 from ._tissues import TISSUE_HU, TISSUE_LABELS
 from .volume import Volume
 
-__all__ = ["Phantom", "PhantomTruth", "load_truth", "make_phantom"]
+__all__ = ["Phantom", "PhantomLayout", "PhantomTruth", "lesion_center_ct_mm", "load_truth",
+           "make_phantom", "paint_lesion", "paint_trunk", "phantom_layout", "sternum_y_mm"]
 
 
 def _ro(a: Any, dtype=np.float64) -> NDArray:
@@ -181,24 +182,34 @@ def _make_cached(params: PhantomParams, seed: int, name: str) -> Phantom:
     return _generate(params, seed, name)
 
 
-def _generate(p: PhantomParams, seed: int, name: str) -> Phantom:
-    rng = np.random.default_rng(seed)
-    labels = p.levels
-    scale = min(p.body_half_width_mm / 160.0, p.body_half_depth_mm / 112.0)
-    y_top = p.body_half_depth_mm - 87.0 * scale
-    poses = layout_spine(labels, y_top_mm=y_top, kyphosis_mm=p.kyphosis_mm,
-                         variability=p.variability, rng=rng)
-    painted = [v for v in poses if v.painted]
-    z_hi = max(v.center[2] + v.dims.height / 2 for v in painted) + p.margin_z_mm + 6.0
-    z_lo = min(v.center[2] - v.dims.height / 2 for v in painted) - p.margin_z_mm - 6.0
-    dx, dy, dz = p.voxel_size_mm
-    ni = int(round(p.fov_mm[0] / dx))
-    nj = int(round(p.fov_mm[1] / dy))
-    nk = int(np.ceil((z_hi - z_lo) / dz)) + 1
-    origin = (-(ni - 1) * dx / 2, -(nj - 1) * dy / 2, z_lo)
-    cv = Canvas.create(origin, (dx, dy, dz), (ni, nj, nk), fill_hu=TISSUE_HU["air"])
+@dataclass(frozen=True, eq=False)
+class PhantomLayout:
+    """Where a phantom's parts go (CT mm), independent of its voxel grid.
 
-    def z_of(label: str) -> float:
+    Drawn first from the phantom's generator (:func:`phantom_layout`), so a canvas of any
+    resolution painted from it shares the CT frame, the vertebra centers and the target of
+    :func:`make_phantom`'s volume.
+    """
+
+    poses: list[VertebraPose]
+    scale: float
+    z_lo_mm: float
+    z_hi_mm: float
+
+    @property
+    def painted(self) -> list[VertebraPose]:
+        """The painted vertebrae, cranial first."""
+        return [v for v in self.poses if v.painted]
+
+    @property
+    def ref(self) -> VertebraPose:
+        """The middle painted vertebra (places the rib cage, lungs and liver)."""
+        painted = self.painted
+        return painted[len(painted) // 2]
+
+    def z_of(self, label: str) -> float:
+        """Body-center height (CT mm) of level ``label``, extrapolated beyond the layout."""
+        poses = self.poses
         known = {v.label: v for v in poses}
         if label in known:
             return float(known[label].center[2])
@@ -208,22 +219,57 @@ def _generate(p: PhantomParams, seed: int, name: str) -> Phantom:
                                                           level_index(ends[0].label))
         return float(ends[0].center[2] - (n - level_index(ends[0].label)) * step)
 
+    @property
+    def z_dome_mm(self) -> float:
+        """Height of the diaphragm's left dome top (CT mm; the right one is 8 mm higher)."""
+        return self.z_of("T10") + 10.0
+
+    @property
+    def cord_end_z_mm(self) -> float:
+        """Lower end of the cord (conus), CT mm."""
+        return 0.5 * (self.z_of("L1") + self.z_of("L2"))
+
+
+def phantom_layout(p: PhantomParams, rng: np.random.Generator) -> PhantomLayout:
+    """Lay out the spine of phantom ``p`` (the first draws from ``rng``).
+
+    Parameters
+    ----------
+    p : PhantomParams
+        The phantom.
+    rng : numpy.random.Generator
+        The phantom's generator, fresh from ``default_rng(seed)``.
+    """
+    scale = min(p.body_half_width_mm / 160.0, p.body_half_depth_mm / 112.0)
+    y_top = p.body_half_depth_mm - 87.0 * scale
+    poses = layout_spine(p.levels, y_top_mm=y_top, kyphosis_mm=p.kyphosis_mm,
+                         variability=p.variability, rng=rng)
+    painted = [v for v in poses if v.painted]
+    z_hi = max(v.center[2] + v.dims.height / 2 for v in painted) + p.margin_z_mm + 6.0
+    z_lo = min(v.center[2] - v.dims.height / 2 for v in painted) - p.margin_z_mm - 6.0
+    return PhantomLayout(poses=poses, scale=scale, z_lo_mm=z_lo, z_hi_mm=z_hi)
+
+
+def paint_trunk(cv: Canvas, p: PhantomParams, lay: PhantomLayout) -> NDArray[np.bool_]:
+    """Paint body, fat, viscera, ribs and sternum of ``p`` on ``cv``; return the 2-D body
+    mask."""
     body2d = paint_body(cv, half_width_mm=p.body_half_width_mm,
                         half_depth_mm=p.body_half_depth_mm, fat_mm=p.fat_thickness_mm)
-    ref = painted[len(painted) // 2]
-    paint_viscera(cv, ref, z_dome_mm=z_of("T10") + 10.0, z_liver_end_mm=z_of("L2"),
-                  scale=scale)
-    paint_ribs(cv, poses, scale=scale)
-    paint_sternum(cv, y_mm=-p.body_half_depth_mm + 17.0 * scale,
-                  z_low_mm=z_of("T9"), scale=scale)
-    paint_discs(cv, poses)
-    for v in painted:
-        paint_vertebra(cv, v, rng, cortical_mm=p.cortical_thickness_mm)
-    cord_end = 0.5 * (z_of("L1") + z_of("L2"))
-    path = paint_canal(cv, poses, cord_end_z_mm=cord_end)
+    paint_viscera(cv, lay.ref, z_dome_mm=lay.z_dome_mm, z_liver_end_mm=lay.z_of("L2"),
+                  scale=lay.scale)
+    paint_ribs(cv, lay.poses, scale=lay.scale)
+    paint_sternum(cv, y_mm=sternum_y_mm(p, lay), z_low_mm=lay.z_of("T9"), scale=lay.scale)
+    return body2d
 
-    lesion_v = next(v for v in painted if v.label == p.lesion_level)
-    target = lesion_v.center + np.asarray(p.lesion_offset_mm, dtype=np.float64)
+
+def sternum_y_mm(p: PhantomParams, lay: PhantomLayout) -> float:
+    """Antero-posterior position of the sternum's center (CT mm)."""
+    return -p.body_half_depth_mm + 17.0 * lay.scale
+
+
+def paint_lesion(cv: Canvas, p: PhantomParams, target: NDArray[np.float64]) -> None:
+    """Turn the cancellous bone within ``p.lesion_radius_mm`` of ``target`` (CT mm) into the
+    lytic or blastic lesion."""
     hit = cv.box(target - p.lesion_radius_mm - 1, target + p.lesion_radius_mm + 1)
     assert hit is not None
     (sk, sj, si), (x, y, z) = hit
@@ -235,6 +281,34 @@ def _generate(p: PhantomParams, seed: int, name: str) -> Phantom:
     base = TISSUE_HU["lesion_lytic"] if p.lesion_type == "lytic" else TISSUE_HU["lesion_blastic"]
     hu[les] = base + 0.15 * (hu[les] - TISSUE_HU["cancellous_bone"])
     lab[les] = TISSUE_LABELS["lesion"]
+
+
+def lesion_center_ct_mm(p: PhantomParams, lay: PhantomLayout) -> NDArray[np.float64]:
+    """Lesion (target) center, CT mm."""
+    lesion_v = next(v for v in lay.painted if v.label == p.lesion_level)
+    return lesion_v.center + np.asarray(p.lesion_offset_mm, dtype=np.float64)
+
+
+def _generate(p: PhantomParams, seed: int, name: str) -> Phantom:
+    rng = np.random.default_rng(seed)
+    lay = phantom_layout(p, rng)
+    painted = lay.painted
+    dx, dy, dz = p.voxel_size_mm
+    ni = int(round(p.fov_mm[0] / dx))
+    nj = int(round(p.fov_mm[1] / dy))
+    nk = int(np.ceil((lay.z_hi_mm - lay.z_lo_mm) / dz)) + 1
+    origin = (-(ni - 1) * dx / 2, -(nj - 1) * dy / 2, lay.z_lo_mm)
+    cv = Canvas.create(origin, (dx, dy, dz), (ni, nj, nk), fill_hu=TISSUE_HU["air"])
+
+    body2d = paint_trunk(cv, p, lay)
+    paint_discs(cv, lay.poses)
+    for v in painted:
+        paint_vertebra(cv, v, rng, cortical_mm=p.cortical_thickness_mm)
+    cord_end = lay.cord_end_z_mm
+    path = paint_canal(cv, lay.poses, cord_end_z_mm=cord_end)
+
+    target = lesion_center_ct_mm(p, lay)
+    paint_lesion(cv, p, target)
 
     if p.noise_hu > 0:
         noise = rng.standard_normal(cv.hu.shape, dtype=np.float32)

@@ -18,6 +18,9 @@ from ._materials import (
     masses_to_hu,
 )
 from ._particles import MATERIALS, ParticleSet
+from ._patient import TruthAnatomy, TruthPatient
+from ._phantom4d import build_truth_phantom
+from ._settings import TruthSettings
 from ._userct import (
     FourDCTTruth,
     TruthModel,
@@ -37,9 +40,13 @@ __all__ = [
     "TruthModel",
     "UserCTSettings",
     "UserCTTruth",
+    "TruthAnatomy",
+    "TruthPatient",
+    "TruthSettings",
     "acquire_ct",
     "acquire_ct_on_grid",
     "bin_particles",
+    "build_truth_phantom",
     "breath_phase_levels",
     "hu_to_masses",
     "hu_to_particles",
