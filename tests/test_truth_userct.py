@@ -66,6 +66,17 @@ def test_spine_levels_found_at_the_discs(truth):
     assert counts[sp.target_level] > 1000          # the target's vertebra has its bone
 
 
+def test_fixed_slab_fallback_when_no_disc_is_found(ct):
+    from cyberknife_sim.truth._userct import find_spine
+    t = ct.ijk_to_ct(BODY_CENTRE_IJK)
+    sp = find_spine(ct, t, UserCTSettings(disc_depth_hu=1e4))
+    assert sp.discs_found == 0
+    b = sp.boundaries_z_ct_mm
+    np.testing.assert_allclose(np.diff(b), 28.0)
+    assert b[b < t[2]].max() == pytest.approx(t[2] - 14.0)
+    assert b[b > t[2]].min() == pytest.approx(t[2] + 14.0)
+
+
 def test_bone_rigid_per_level_soft_tissue_breathes(ct, truth):
     ps, s = truth.particles, truth.settings
     off = np.array([1.5, -2.0, 3.0])
