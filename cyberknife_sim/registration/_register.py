@@ -193,6 +193,11 @@ class Registration2D3D:
         mediocre NCC): each live image is template-matched against the planned DRRs of
         both views (``quality["view_match"]``); the pair fails when the crossed
         assignment matches better. 1.0 runs it always, 0 never.
+    min_roi_inside_fraction, min_core_inside_fraction : float
+        A target near the CT's edge: the ROI box is clipped to the CT (and tapered only
+        briefly at the cut). Every registration is refused ("too little bone in the ROI")
+        when less than this share of the ROI box, or of the ±15 mm core about the target,
+        lies inside the CT (``roi.inside_fraction``, ``roi.core_inside_fraction``).
     """
 
     def __init__(self, volume: Volume, views: Sequence[ViewGeometry], *,
@@ -203,7 +208,8 @@ class Registration2D3D:
                  max_disagreement_mm: float = 3.0, open_field_counts: float | None = None,
                  max_refinements: int = 2, oversampling: float = 1.0,
                  n_candidates: int = 4, huber: float | None = 0.5,
-                 swap_check_below_ncc: float = 0.6) -> None:
+                 swap_check_below_ncc: float = 0.6, min_roi_inside_fraction: float = 0.4,
+                 min_core_inside_fraction: float = 0.7) -> None:
         views = tuple(views)
         if len(views) != 2 or not all(isinstance(v, ViewGeometry) for v in views):
             raise ValueError("views: expected two ViewGeometry objects")
@@ -225,6 +231,9 @@ class Registration2D3D:
         self.roi = roi_model(volume, self.target_ct_mm, half_size_mm=roi_half_size_mm,
                              mu_water_per_mm=self.mu_water_per_mm, content=content)
         self.target_room = (self.planned_room_from_ct @ np.append(self.target_ct_mm, 1.0))[:3]
+        self.min_roi_inside_fraction = float(min_roi_inside_fraction)
+        self.min_core_inside_fraction = float(min_core_inside_fraction)
+        self.unusable_reason = self._roi_check()
 
         # the depth maps are smooth averages: a subset of the bone points is enough
         stride = max(1, int(np.ceil(len(self.roi.points_ct) / _DEPTH_POINTS)))
@@ -247,6 +256,18 @@ class Registration2D3D:
                                              levels=("coarse", "fine"))
 
     # --- helpers --------------------------------------------------------------------------
+    def _roi_check(self) -> str | None:
+        """Why the ROI cannot support a registration (too much of it outside the CT), or None."""
+        out, core = 1.0 - self.roi.inside_fraction, 1.0 - self.roi.core_inside_fraction
+        if (self.roi.inside_fraction >= self.min_roi_inside_fraction
+                and self.roi.core_inside_fraction >= self.min_core_inside_fraction):
+            return None
+        return (f"too little bone in the ROI: {100 * out:.0f} % of the ROI "
+                f"({100 * core:.0f} % of the ±15 mm about the target) lies outside the CT "
+                f"(cut at {', '.join(self.roi.clipped_faces) or 'no face'}; limits "
+                f"{100 * (1 - self.min_roi_inside_fraction):.0f} % and "
+                f"{100 * (1 - self.min_core_inside_fraction):.0f} %)")
+
     def _mm_to_px(self, view: ViewGeometry, mm: float) -> int:
         """Pixels spanned at the detector by ``mm`` at the target (magnified)."""
         mag = view.source_to_detector_mm / float(
@@ -352,7 +373,12 @@ class Registration2D3D:
 
         if len(live_images) != 2:
             raise InputError(f"expected a pair of live images, got {len(live_images)}")
-        quality: dict = {"ncc": [0.0, 0.0], "iterations": {}}
+        quality: dict = {"ncc": [0.0, 0.0], "iterations": {},
+                         "roi_inside_fraction": self.roi.inside_fraction,
+                         "roi_core_inside_fraction": self.roi.core_inside_fraction}
+        if self.unusable_reason is not None:
+            return self._result(np.eye(4), False, self.unusable_reason, quality, stage,
+                                t_start)
         lives: dict[str, list[LiveLevel]] = {"coarse": [], "fine": []}
         blank = []
         for k, (img, st) in enumerate(zip(live_images, self._states, strict=True)):
