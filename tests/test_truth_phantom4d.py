@@ -59,7 +59,7 @@ def _in_window(z, lo, hi):
     return (z >= lo) & (z < hi)
 
 
-def _check_mass(patient, phantom, tol):
+def _check_mass(patient, phantom, tol, bone_tol=None):
     """Mass per material in a z window whose ends are soft-block edges of the truth
     (so every particle lies wholly in or out); the phantom's slices count by overlap."""
     vol = phantom.volume
@@ -79,7 +79,8 @@ def _check_mass(patient, phantom, tol):
         inside = _in_window(ps.position_ct_mm[:, 2], lo, hi)
         np.add.at(got, ps.material[inside], ps.mass_g[inside].astype(np.float64))
     for i, name in enumerate(MATERIALS):
-        assert got[i] == pytest.approx(want[i], rel=tol), (name, got, want)
+        t = bone_tol if (bone_tol is not None and name == "cortical_bone") else tol
+        assert got[i] == pytest.approx(want[i], rel=t), (name, got, want)
 
 
 def test_same_frame_as_the_phantom(patient, params):
@@ -255,6 +256,11 @@ def test_settings_validation():
         TruthSettings(rib_rotation_deg=-1.0)
 
 
+def test_is_a_truth_model(patient):
+    from cyberknife_sim.truth import TruthModel
+    assert isinstance(patient, TruthModel)
+
+
 def test_bad_offset_is_rejected(patient):
     with pytest.raises(ValueError, match="target_offset_ct_mm"):
         patient.positions_ct(1.0, [1.0, 2.0])
@@ -265,6 +271,9 @@ def test_default_resolution_mass_matches_the_default_phantom(cache_dir):
     params = load_preset("default")
     patient = build_truth_phantom(params, seed=0)
     assert patient.sets[1].size_mm == 0.5
-    _check_mass(patient, make_phantom(params, seed=0), tol=0.03)
+    # the phantom's cortical shell (voxels within cortical_thickness_mm of the surface by a
+    # distance transform) is thinner on coarse grids: painted at 0.5 mm a vertebra holds
+    # ~9 % more cortical bone than at 1 x 1 x 1.5 mm (measured), ~5 % of all cortical mass
+    _check_mass(patient, make_phantom(params, seed=0), tol=0.02, bone_tol=0.08)
     for ps, pos in patient.positions_ct(0.0, np.zeros(3)):
         np.testing.assert_array_equal(pos, ps.position_ct_mm)
