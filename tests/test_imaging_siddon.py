@@ -349,3 +349,34 @@ def test_box_model_tracks_exact_on_sharp_voxels():
         err_box = _rel_rms(b[patient], e[patient])
         assert err_box < 0.01
         assert err_box < _rel_rms(t[patient], e[patient])
+
+
+def test_cli_drr_exact(tmp_path):
+    """``cksim drr --exact`` writes the exact tracer's images, recomputable from the
+    ``geometry.json`` it writes (CT path and ``room_from_ct``), and says which renderer."""
+    import json
+
+    from cyberknife_sim.anatomy import read_ct
+    from cyberknife_sim.cli import main
+    from cyberknife_sim.imaging import load_geometry_json
+
+    scene = tmp_path / "scene.yaml"
+    scene.write_text("room:\n  imaging:\n    binning: 8\npatient:\n  phantom: coarse\n")
+    out = tmp_path / "exact"
+    assert main(["drr", "--scene", str(scene), "--out", str(out), "--pose",
+                 "2,-1.5,3,1,-0.5,1.5", "--exact"]) == 0
+    geometry = json.loads((out / "geometry.json").read_text())
+    assert geometry["renderer"] == "exact"
+    views, _ = load_geometry_json(out / "geometry.json")
+    ct = read_ct(out / geometry["ct"]["path"])
+    room_from_ct = np.asarray(geometry["ct"]["room_from_ct"])
+    expected = ExactDrrRenderer(ct, views, mu_water_per_mm=geometry["mu_water_per_mm"]).render(
+        room_from_ct)
+    for view, e in zip(views, expected, strict=True):
+        got = np.load(out / f"{view.name}.npy")
+        np.testing.assert_allclose(got, e, rtol=1e-6, atol=1e-6)
+        assert got.max() > 2.0
+    fast_out = tmp_path / "fast"
+    assert main(["drr", "--scene", str(scene), "--out", str(fast_out), "--pose",
+                 "2,-1.5,3,1,-0.5,1.5"]) == 0
+    assert json.loads((fast_out / "geometry.json").read_text())["renderer"] == "fast"
