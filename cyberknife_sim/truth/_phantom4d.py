@@ -141,29 +141,22 @@ def _rib_geometry(v, side: float, scale: float):
 
 
 def _soft_blocks(cv: Canvas, soft_mass: NDArray, block: int):
-    """Gather per-voxel material masses ``(nk, nj, ni, 4)`` of grid M into blocks: per
-    block and material, total mass and center of mass."""
+    """Gather per-voxel material masses ``(nk, nj, ni, 4)`` of grid M (``nk`` a multiple of
+    ``block``) into blocks: per block and material present, total mass and center of mass
+    (blocks ordered k, j, i, then material)."""
     nk, nj, ni, nm = soft_mass.shape
-    pos, mass, mat = [], [], []
-    xs = cv.x.astype(np.float64)
-    ys = cv.y.astype(np.float64)
-    for k0 in range(0, nk, block):
-        m = soft_mass[k0:k0 + block]                       # (b, nj, ni, 4)
-        z = cv.z[k0:k0 + block].astype(np.float64)
-        shp = (block, nj // block, block, ni // block, block, nm)
-        mb = m.reshape(shp)
-        tot = mb.sum(axis=(0, 2, 4))                        # (nj/b, ni/b, 4)
-        if not np.any(tot > 0):
-            continue
-        mz = (mb * z[:, None, None, None, None, None]).sum(axis=(0, 2, 4))
-        my = (mb * ys.reshape(1, nj // block, block, 1, 1, 1)).sum(axis=(0, 2, 4))
-        mx = (mb * xs.reshape(1, 1, 1, ni // block, block, 1)).sum(axis=(0, 2, 4))
-        jj, ii, mm = np.nonzero(tot > 0)
-        t = tot[jj, ii, mm]
-        pos.append(np.stack([mx[jj, ii, mm] / t, my[jj, ii, mm] / t, mz[jj, ii, mm] / t], 1))
-        mass.append(t)
-        mat.append(mm)
-    return np.concatenate(pos), np.concatenate(mass), np.concatenate(mat)
+    bj, bi = nj // block, ni // block
+    kk, jj, ii, mm = np.nonzero(soft_mass > 0)
+    w = soft_mass[kk, jj, ii, mm]
+    key = (((kk // block) * bj + jj // block) * bi + ii // block) * nm + mm
+    n = (nk // block) * bj * bi * nm
+    tot = np.bincount(key, weights=w, minlength=n)
+    sums = [np.bincount(key, weights=w * ax[idx].astype(np.float64), minlength=n)
+            for ax, idx in ((cv.x, ii), (cv.y, jj), (cv.z, kk))]
+    keep = np.nonzero(tot > 0)[0]
+    t = tot[keep]
+    pos = np.stack([sm[keep] / t for sm in sums], axis=1)
+    return pos, t, (keep % nm).astype(np.uint8)
 
 
 def _voxel_particles(x, y, z, labels, hu, weight, comp, vox_mm3):
