@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cv2
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
 from ._attenuation import DENSITY_G_PER_CM3, mass_attenuation_cm2_per_g
 
 __all__ = ["COUNT_MAX", "DetectorMaps", "blur", "csi_absorption_efficiency",
-           "detector_maps", "gaussian_kernel", "replace_defects", "scatter_signal",
+           "detector_maps", "gaussian_kernel", "read_out", "replace_defects", "scatter_signal",
            "wide_blur"]
 
 COUNT_MAX = 65535
@@ -214,3 +215,55 @@ def replace_defects(image: NDArray[np.float64], defect: NDArray[np.bool_]) -> ND
             return image
     image[rr, cc] = np.median(image[~defect]) if np.any(~defect) else 0.0
     return image
+
+
+@numba.njit(cache=True)
+def _read_out(signal, previous, lag, offset, gain, noise, sigma, out):  # pragma: no cover
+    rows, cols = signal.shape
+    has_prev = previous.shape[0] == rows
+    has_noise = noise.shape[0] == rows
+    for r in range(rows):
+        for c in range(cols):
+            rec = (1.0 - lag) * signal[r, c]
+            if has_prev:
+                rec += lag * previous[r, c]
+            v = offset[r, c] + gain[r, c] * rec
+            if has_noise:
+                v += sigma * noise[r, c]
+            v = np.rint(v)
+            out[r, c] = 0 if v < 0.0 else (65535 if v > 65535.0 else int(v))
+
+
+def read_out(signal_kev: NDArray[np.float64], previous_kev: NDArray[np.float64] | None, *,
+             lag: float, offset_counts: NDArray[np.float64],
+             gain_counts_per_kev: NDArray[np.float64], noise: NDArray[np.float32] | None,
+             sigma_counts: float) -> NDArray[np.uint16]:
+    """Lag, gain, offset, electronic noise, rounding and 16-bit clipping in one pass.
+
+    ``counts = rint(offset + gain · ((1 − lag) · signal + lag · previous) + σ · noise)``,
+    clipped to 0…65535.
+
+    Parameters
+    ----------
+    signal_kev, previous_kev : ndarray, shape (rows, cols)
+        This frame's and the previous frame's detected signal (keV; previous may be None).
+    lag : float
+        Fraction of a frame's signal released in the next frame.
+    offset_counts, gain_counts_per_kev : ndarray, shape (rows, cols)
+        Offset map (counts) and per-pixel gain (counts per keV).
+    noise : ndarray, shape (rows, cols), float32, or None
+        Standard normal draws for the electronic noise.
+    sigma_counts : float
+        Electronic noise standard deviation (counts).
+
+    Returns
+    -------
+    ndarray, shape (rows, cols), uint16
+    """
+    empty = np.zeros((0, 0))
+    out = np.empty(signal_kev.shape, dtype=np.uint16)
+    _read_out(np.ascontiguousarray(signal_kev, dtype=np.float64),
+              empty if previous_kev is None else previous_kev, float(lag), offset_counts,
+              gain_counts_per_kev, np.zeros((0, 0), np.float32) if noise is None else noise,
+              float(sigma_counts), out)
+    return out

@@ -37,6 +37,7 @@ from ._detector import (
     csi_absorption_efficiency,
     detector_maps,
     gaussian_kernel,
+    read_out,
     replace_defects,
     scatter_signal,
 )
@@ -234,16 +235,6 @@ class LiveXrayPhysics:
         total = primary if scatter is None else primary + scatter
         return total, np.where(m1 > 0, e_eff, float(self.energies_kev.mean()))
 
-    def _read_out(self, signal_kev: NDArray[np.float64], rng: np.random.Generator | None
-                  ) -> NDArray[np.float64]:
-        s = self.settings
-        counts = self.maps.offset_counts + self._gain_counts_per_kev * signal_kev
-        if rng is not None and s.electronic_noise_counts > 0:
-            noise = rng.standard_normal(self.shape, dtype=np.float32)
-            noise *= np.float32(s.electronic_noise_counts)
-            counts += noise
-        return counts
-
     def expected_signal_kev(self, areal_g_per_cm2: ArrayLike) -> NDArray[np.float64]:
         """Mean energy deposited per pixel (keV), scatter and blur included; no noise, no lag.
 
@@ -270,7 +261,8 @@ class LiveXrayPhysics:
         -------
         ndarray, shape (rows, cols), float64
         """
-        counts = self._read_out(self.expected_signal_kev(areal_g_per_cm2), None)
+        counts = (self.maps.offset_counts
+                  + self._gain_counts_per_kev * self.expected_signal_kev(areal_g_per_cm2))
         counts.flat[self._defect_flat] = self.maps.defect_counts
         return counts
 
@@ -285,11 +277,12 @@ class LiveXrayPhysics:
         else:
             signal = mean_kev
         signal = blur(signal, self._psf)
-        lag = s.lag_fraction
-        recorded = (1.0 - lag) * signal
-        if previous is not None:
-            recorded += lag * previous
-        counts = np.clip(np.rint(self._read_out(recorded, rng)), 0, COUNT_MAX).astype(np.uint16)
+        sigma = s.electronic_noise_counts
+        noise = rng.standard_normal(self.shape, dtype=np.float32) if sigma > 0 else None
+        counts = read_out(signal, previous, lag=s.lag_fraction,
+                          offset_counts=self.maps.offset_counts,
+                          gain_counts_per_kev=self._gain_counts_per_kev, noise=noise,
+                          sigma_counts=sigma)
         counts.flat[self._defect_flat] = self.maps.defect_counts
         return counts, signal
 

@@ -134,58 +134,53 @@ def _build_table(mu: NDArray, w1: NDArray, w2: NDArray) -> SpectralTable:
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
-def _moments_table(areal, lut, basis, mean_mu, low, step, size, mu, w1, w2, node, frac, scale,
-                   out1, out2):  # pragma: no cover
-    n_m, rows, cols = areal.shape
+def _moments_table(areal, flat, strides, basis, mean_mu, low, inv_step, size, mu, w1, w2, node,
+                   frac, scale, out1, out2):  # pragma: no cover
+    _, rows, cols = areal.shape
+    stn, st0, st1, st2 = strides[0], strides[1], strides[2], strides[3]
     for r in numba.prange(rows):
-        idx = np.empty(3, np.int64)
-        fr = np.empty(3, np.float64)
-        bb = np.empty(3, np.float64)
         for c in range(cols):
             k = node[r, c]
             f = frac[r, c]
-            inside = True
-            for a in range(3):
-                b = 0.0
-                for m in range(n_m):
-                    b += basis[a, m] * areal[m, r, c]
-                bb[a] = b
-                u = (np.sign(b) * np.sqrt(np.abs(b)) - low[a]) / step[a]
-                i = int(np.floor(u))
-                if i < 0 or i >= size[a] - 1:
-                    inside = False
-                    break
-                idx[a] = i
-                fr[a] = u - i
-            if not inside:
+            a0, a1, a2, a3 = areal[0, r, c], areal[1, r, c], areal[2, r, c], areal[3, r, c]
+            b0 = basis[0, 0] * a0 + basis[0, 1] * a1 + basis[0, 2] * a2 + basis[0, 3] * a3
+            b1 = basis[1, 0] * a0 + basis[1, 1] * a1 + basis[1, 2] * a2 + basis[1, 3] * a3
+            b2 = basis[2, 0] * a0 + basis[2, 1] * a1 + basis[2, 2] * a2 + basis[2, 3] * a3
+            u0 = (np.copysign(np.sqrt(abs(b0)), b0) - low[0]) * inv_step[0]
+            u1 = (np.copysign(np.sqrt(abs(b1)), b1) - low[1]) * inv_step[1]
+            u2 = (np.copysign(np.sqrt(abs(b2)), b2) - low[2]) * inv_step[2]
+            i0, i1, i2 = int(np.floor(u0)), int(np.floor(u1)), int(np.floor(u2))
+            if (i0 < 0 or i0 >= size[0] - 1 or i1 < 0 or i1 >= size[1] - 1
+                    or i2 < 0 or i2 >= size[2] - 1):
                 s1, s2 = _pixel_exact(areal, r, c, mu, w1, w2, k, f)
                 out1[r, c] = scale[r, c] * s1
                 out2[r, c] = scale[r, c] * s2
                 continue
+            f0, f1, f2 = u0 - i0, u1 - i1, u2 - i2
+            base = k * stn + i0 * st0 + i1 * st1 + i2 * st2
             acc1 = 0.0
             acc2 = 0.0
             for dn in range(2):
                 wn = f if dn else 1.0 - f
                 for d0 in range(2):
-                    w0 = wn * (fr[0] if d0 else 1.0 - fr[0])
+                    w0 = wn * (f0 if d0 else 1.0 - f0)
                     for d1 in range(2):
-                        w01 = w0 * (fr[1] if d1 else 1.0 - fr[1])
-                        i0, i1, i2 = idx[0] + d0, idx[1] + d1, idx[2]
-                        w = w01 * (1.0 - fr[2])
-                        acc1 += w * lut[k + dn, i0, i1, i2, 0]
-                        acc2 += w * lut[k + dn, i0, i1, i2, 1]
-                        w = w01 * fr[2]
-                        acc1 += w * lut[k + dn, i0, i1, i2 + 1, 0]
-                        acc2 += w * lut[k + dn, i0, i1, i2 + 1, 1]
-            for a in range(3):
-                acc1 -= mean_mu[0, a] * bb[a]
-                acc2 -= mean_mu[1, a] * bb[a]
+                        w01 = w0 * (f1 if d1 else 1.0 - f1)
+                        o = base + dn * stn + d0 * st0 + d1 * st1
+                        wa = w01 * (1.0 - f2)
+                        wb = w01 * f2
+                        acc1 += wa * flat[o] + wb * flat[o + st2]
+                        acc2 += wa * flat[o + 1] + wb * flat[o + st2 + 1]
+            acc1 -= mean_mu[0, 0] * b0 + mean_mu[0, 1] * b1 + mean_mu[0, 2] * b2
+            acc2 -= mean_mu[1, 0] * b0 + mean_mu[1, 1] * b1 + mean_mu[1, 2] * b2
             out1[r, c] = scale[r, c] * np.exp(acc1)
             out2[r, c] = scale[r, c] * np.exp(acc2)
 
 
 def moments_table(areal, table: SpectralTable, mu, w1, w2, node, frac, scale, out1, out2):
     """Table sums into ``out1``/``out2`` (same arguments as :func:`moments_exact`)."""
-    _moments_table(areal, table.log_moments, table.basis_from_areal, table.mean_mu, table.low,
-                   table.step,
-                   table.size, mu, w1, w2, node, frac, scale, out1, out2)
+    lut = table.log_moments
+    strides = np.array(lut.strides[:4], dtype=np.int64) // lut.itemsize
+    _moments_table(areal, lut.ravel(), strides, table.basis_from_areal, table.mean_mu,
+                   table.low, 1.0 / table.step, table.size, mu, w1, w2, node, frac, scale,
+                   out1, out2)
