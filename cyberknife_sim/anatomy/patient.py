@@ -71,11 +71,17 @@ def load_patient(scene: Scene) -> Patient:
     if ps.uses_phantom:
         ph = make_phantom(ps.phantom or "default", seed=int(scene.simulation.seed))
         volume, truth, labels = ph.volume, ph.truth, ph.labels
+        if scene.room.imaging.live_images == "realistic":
+            volume, labels = _acquired_planning_ct(scene, ph.volume, ph.labels)
     else:
         volume = read_ct(ps.ct)
     target = ps.target_lps_mm(volume.ct_from_ijk)
     if target is None:
         target = np.array(truth.target_center_ct_mm, dtype=np.float64)
+        if scene.room.imaging.live_images == "realistic":  # where the planning CT shows it
+            from ..truth._scene import planning_offset_ct_mm
+
+            target = target + planning_offset_ct_mm(scene)
     if not bool(volume.contains_ct(target)[0]):
         corners = np.round(volume.corners_ct()[[0, -1]], 1).tolist()
         key = next((k for k in ("target_ct_mm", "target_ras_mm", "target_voxel")
@@ -87,3 +93,28 @@ def load_patient(scene: Scene) -> Patient:
     room_from_ct.flags.writeable = False
     return Patient(volume=volume, target_ct_mm=target, target_radius_mm=float(ps.target_radius_mm),
                    truth=truth, labels=labels, planned_room_from_ct=room_from_ct)
+
+
+def _acquired_planning_ct(scene: Scene, painted: Volume, painted_labels: NDArray[np.uint8]
+                          ) -> tuple[Volume, NDArray[np.uint8] | None]:
+    """The phantom's planning CT as a simulated acquisition of its 4D truth patient
+    (``patient.planning_ct``; cached per scene patient, seed and breathing). The painted
+    labels are kept when the acquisition grid is the painted grid, else None."""
+    key = (scene.patient.phantom, scene.patient.truth, scene.patient.planning_ct,
+           int(scene.simulation.seed), scene.motion.breathing, scene.motion.breathing_moves_spine)
+    hit = _ACQUIRED.get(key)
+    if hit is None:
+        from ..truth._scene import _phantom_truth, acquire_planning_ct
+
+        model = _phantom_truth(scene.patient.phantom or "default", int(scene.simulation.seed),
+                               scene.patient.truth)
+        volume = acquire_planning_ct(scene, model, painted=painted)
+        same_grid = (volume.shape == painted.shape
+                     and np.allclose(volume.ct_from_ijk, painted.ct_from_ijk, atol=1e-6))
+        hit = (volume, painted_labels if same_grid else None)
+        _ACQUIRED.clear()  # one planning CT in memory at a time
+        _ACQUIRED[key] = hit
+    return hit
+
+
+_ACQUIRED: dict = {}

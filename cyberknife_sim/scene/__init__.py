@@ -6,6 +6,7 @@ Every key is documented in ``scenes/README.md`` (generated from these models by
 
 from ._base import Section, Vec3
 from ._dump import scene_to_yaml
+from ._livexray import LiveXraySettings
 from ._load import Scene, load_scene, scene_from_dict
 from ._motion import (
     BreathingSettings,
@@ -15,7 +16,7 @@ from ._motion import (
     SpineMotionSettings,
     TraceSettings,
 )
-from ._patient import PatientSettings
+from ._patient import PatientSettings, PlanningCtSettings
 from ._plan import PlanSettings
 from ._room import (
     CouchSettings,
@@ -34,6 +35,7 @@ from ._tracking import (
     PredictorSettings,
     TrackingSettings,
 )
+from ._truth import TruthSettings
 
 __all__ = [
     "BreathingSettings",
@@ -43,9 +45,11 @@ __all__ = [
     "ImagingScheduleSettings",
     "ImagingSettings",
     "InterlockSettings",
+    "LiveXraySettings",
     "MarkerSettings",
     "MotionSettings",
     "PatientSettings",
+    "PlanningCtSettings",
     "PlanSettings",
     "PredictorSettings",
     "RobotSettings",
@@ -57,6 +61,7 @@ __all__ = [
     "SpineMotionSettings",
     "TraceSettings",
     "TrackingSettings",
+    "TruthSettings",
     "Vec3",
     "ViewSettings",
     "XraySettings",

@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ._base import ScenePath, Section, bounded_vec3, items, resolve_scene_path
+from ._truth import TruthSettings
 
-__all__ = ["PatientSettings"]
+__all__ = ["PatientSettings", "PlanningCtSettings"]
 
 _CtPoint = bounded_vec3(ge=-100000.0, le=100000.0)
 """A point in CT mm (LPS), each component within ±100 m."""
 _Voxel = bounded_vec3(ge=-0.5, le=100000.0)
 """A voxel index (i, j, k), 0-based, fractions allowed."""
 _OarName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9 _-]*$", max_length=64)]
+
+
+class PlanningCtSettings(Section):
+    """The planning CT of a phantom patient as a simulated acquisition of the truth patient
+    (``room.imaging.live_images: realistic``): the fine 4D phantom at one breathing phase,
+    binned to the CT grid with partial volume and CT noise. Ignored for a CT file (that file
+    is the planning CT) and in the ``ideal`` ablation (the painted phantom is)."""
+
+    phase: Literal["exhale", "inhale", "average"] = Field(
+        "exhale", description="breathing phase the CT is taken at: exhale, inhale (an average "
+        "inhale, breath level 1) or average (free breathing: the mean over one breath)")
+    slice_thickness_mm: float = Field(1.5, ge=0.625, le=3.0,
+                                      description="slice thickness and spacing (mm)")
+    pixel_mm: float = Field(1.0, ge=0.5, le=1.5, description="in-plane pixel size (mm)")
+    noise_hu: float = Field(10.0, ge=0.0, le=100.0,
+                            description="CT noise, standard deviation (HU)")
 
 
 class PatientSettings(Section):
@@ -41,6 +58,12 @@ class PatientSettings(Section):
                                     description="target (lesion) radius used by the plan (mm)")
     organs_at_risk: Annotated[tuple[_OarName, ...], items(0, 50)] = Field(
         ("cord",), description="OAR names to report (letters, digits, space, _ and -)")
+    planning_ct: PlanningCtSettings = Field(
+        default_factory=PlanningCtSettings,
+        description="the phantom's planning CT acquisition (realistic live images)")
+    truth: TruthSettings = Field(
+        default_factory=TruthSettings,
+        description="the 4D truth patient the live images see (realistic live images)")
 
     @field_validator("ct")
     @classmethod

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from ._base import Section, bounded_vec3, items
+from ._livexray import LiveXraySettings
 
 __all__ = ["CouchSettings", "ImagingSettings", "RobotSettings", "RoomSettings", "ViewSettings",
            "XraySettings"]
@@ -86,7 +87,15 @@ class ImagingSettings(Section):
                                    "energy (1/mm, 0.0206 ≈ 60 keV)")
     views: Annotated[tuple[ViewSettings, ...], items(2, 2)] = Field(
         default_factory=_default_views, description="the two views")
-    xray: XraySettings = Field(default_factory=XraySettings, description="live image physics")
+    live_images: Literal["realistic", "ideal"] = Field(
+        "realistic", description="how the live pair is made: realistic (the 4D truth "
+        "patient, its own projector and polyenergetic physics, registered to a separately "
+        "acquired planning CT) or ideal (ablation only: DRRs of the planning CT itself plus "
+        "the simple detector model `xray`, the inverse crime)")
+    live: LiveXraySettings = Field(default_factory=LiveXraySettings,
+                                   description="live image physics of the realistic path")
+    xray: XraySettings = Field(default_factory=XraySettings,
+                               description="detector model of the ideal path (ablation)")
 
     @model_validator(mode="after")
     def _distinct_names(self) -> ImagingSettings:

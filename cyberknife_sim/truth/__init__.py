@@ -1,6 +1,7 @@
 """The truth patient: what the live X-ray images see, kept apart from the planning CT that
 registration uses (DESIGN.md, imaging realism)."""
 
+from ..scene._truth import TruthSettings
 from ._acquire import (
     acquire_ct,
     acquire_ct_on_grid,
@@ -20,7 +21,6 @@ from ._materials import (
 from ._particles import MATERIALS, ParticleSet
 from ._patient import TruthAnatomy, TruthPatient
 from ._phantom4d import build_truth_phantom
-from ._settings import TruthSettings
 from ._userct import (
     FourDCTTruth,
     TruthModel,

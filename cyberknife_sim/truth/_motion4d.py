@@ -49,9 +49,9 @@ from scipy.spatial.transform import Rotation
 from ..anatomy._thorax import diaphragm_z_mm, heart_q, rib_radius
 
 if TYPE_CHECKING:
+    from ..scene._truth import TruthSettings
     from ._particles import ParticleSet
     from ._patient import TruthAnatomy, TruthPatient
-    from ._settings import TruthSettings
 
 __all__ = ["BreathingMotion", "soft_field"]
 

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from ..scene._truth import TruthSettings
 from ._particles import ParticleSet
-from ._settings import TruthSettings
 
 if TYPE_CHECKING:
     from ..anatomy._params import PhantomParams
@@ -252,7 +252,7 @@ def truth_cache_dir() -> Path:
 def _source_hash() -> str:
     here = Path(__file__).resolve().parent
     anat = here.parent / "anatomy"
-    files = [here / "_phantom4d.py", here / "_particles.py"] + sorted(
+    files = [here / "_phantom4d.py", here / "_particles.py", here / "_materials.py"] + sorted(
         anat / f for f in ("_canvas.py", "_levels.py", "_shapes.py", "_spine.py", "_thorax.py",
                            "_tissues.py", "phantom.py"))
     h = hashlib.sha256()

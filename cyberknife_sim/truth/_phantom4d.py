@@ -15,10 +15,11 @@ phantom's generator, so vertebra centers and the lesion center equal
 * Where F holds vertebral bone, the M tissue under it is removed by the bone fraction of each
   M voxel, so the two grids neither overlap nor leave gaps (mass is conserved).
 
-Masses: density (g/cm³) per phantom label, from ICRU Report 44 (1989) where it has the
-tissue, else labelled an assumption; marrow mixtures split by their CT number (linear volume
-mixing between marrow 40 HU and cortical bone 1050 HU, the phantom's own values). This table
-is private: the shared HU → material model is ``truth._materials`` (A2).
+Masses: the project's one HU → material model (``truth._materials``: Schneider et al. 2000
+segments, ICRU-44 densities) applied to the painted CT numbers: each voxel's own HU for lung
+and the bone/marrow mixtures (their texture is anatomy), the label's nominal HU
+(``anatomy._tissues.TISSUE_HU``) for the other tissues (the painted CT noise is not). So a
+planning CT acquired from the truth shows the painted phantom's HU again.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ from ..anatomy.phantom import (
     phantom_layout,
     sternum_y_mm,
 )
+from ..scene._truth import TruthSettings
+from ._materials import hu_to_masses
 from ._particles import MATERIALS, ParticleSet
 from ._patient import TruthAnatomy, TruthPatient, cached_truth
-from ._settings import TruthSettings
 
 __all__ = ["build_truth_phantom", "label_masses_g"]
 
@@ -55,20 +57,15 @@ _L = TISSUE_LABELS
 _SOFT, _FAT, _LUNG, _CORT = (MATERIALS.index(m) for m in
                              ("soft_tissue", "adipose", "lung", "cortical_bone"))
 
-# density (g/cm³) and material of each pure tissue label (ICRU-44 unless "assumption")
-_DENSITY = {
-    "fat": (0.95, _FAT),            # ICRU-44 adipose tissue
-    "soft_tissue": (1.06, _SOFT),   # ICRU-44 soft tissue (four-component 1.00; body mean 1.06)
-    "liver": (1.06, _SOFT),         # ICRU-44 liver
-    "disc": (1.10, _SOFT),          # ICRU-44 cartilage (assumption: disc ~ cartilage)
-    "csf": (1.01, _SOFT),           # assumption (CSF ~ water + 1 % solutes)
-    "cord": (1.04, _SOFT),          # ICRU-44 brain (assumption: cord ~ brain)
-    "cortical_bone": (1.92, _CORT),  # ICRU-44 cortical bone
-}
-_MARROW_RHO = 1.03       # ICRU-44 red marrow (soft_tissue material)
-_MIX_HU = (TISSUE_HU["soft_tissue"], TISSUE_HU["cortical_bone"])  # marrow, bone end points
-_MIXTURES = ("cancellous_bone", "lesion", "rib_marrow")
 _BONE_LABELS = ("cortical_bone", "cancellous_bone", "lesion", "rib_marrow")
+# Masses follow the project's one HU <-> material mapping (truth._materials, Schneider 2000):
+# the painted phantom's CT numbers define its tissues, so a planning CT acquired from the
+# truth shows the painted HU again. Textured tissues use each voxel's HU; the others their
+# label's nominal HU (the painted CT noise is not anatomy).
+_HU_FROM_VOXEL = np.array([_L[n] for n in ("lung", *_BONE_LABELS)], dtype=np.uint8)
+_NOMINAL_HU = np.full(256, TISSUE_HU["air"])
+for _name, _label in _L.items():
+    _NOMINAL_HU[_label] = TISSUE_HU.get(_name, TISSUE_HU["soft_tissue"])
 
 
 def label_masses_g(labels: NDArray, hu: NDArray, voxel_mm3: float) -> NDArray[np.float64]:
@@ -89,18 +86,9 @@ def label_masses_g(labels: NDArray, hu: NDArray, voxel_mm3: float) -> NDArray[np
     ndarray, shape labels.shape + (4,), float64
         Mass (g) per material of :data:`MATERIALS`; air is massless.
     """
-    out = np.zeros(labels.shape + (len(MATERIALS),), dtype=np.float64)
     cm3 = voxel_mm3 * 1e-3
-    for name, (rho, mat) in _DENSITY.items():
-        out[..., mat] += np.where(labels == _L[name], rho * cm3, 0.0)
-    lung = labels == _L["lung"]
-    out[..., _LUNG] += np.where(lung, 1.06 / 1.04 * np.clip(1.0 + hu / 1000.0, 0.0, None)
-                                * cm3, 0.0)
-    mix = np.isin(labels, [_L[m] for m in _MIXTURES])
-    w = np.clip((hu - _MIX_HU[0]) / (_MIX_HU[1] - _MIX_HU[0]), 0.0, 1.0)
-    out[..., _CORT] += np.where(mix, w * _DENSITY["cortical_bone"][0] * cm3, 0.0)
-    out[..., _SOFT] += np.where(mix, (1.0 - w) * _MARROW_RHO * cm3, 0.0)
-    return out
+    h = np.where(np.isin(labels, _HU_FROM_VOXEL), hu, _NOMINAL_HU[labels])
+    return np.moveaxis(hu_to_masses(h, cm3), 0, -1)
 
 
 def _paint_tracked(cv: Canvas, comp: NDArray[np.int16], cid: int, paint) -> None:

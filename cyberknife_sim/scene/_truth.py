@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from ..scene._base import Section
+from ._base import Section
 
 __all__ = ["TruthSettings"]
 

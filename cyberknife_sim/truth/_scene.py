@@ -1,0 +1,152 @@
+"""A scene's truth patient and its planning CT acquisition.
+
+* Phantom scenes: the truth is the fine 4D phantom (:func:`build_truth_phantom`, same preset
+  and seed as the painted phantom, same CT frame); the planning CT is a simulated acquisition
+  of it (``patient.planning_ct``: phase, slice thickness, pixel, noise) on the painted
+  phantom's field of view.
+* CT-file scenes: the truth is the user's CT with the documented synthetic breathing
+  deformation (:func:`truth_from_ct`); the planning CT is the file itself.
+
+The diaphragm moves by ``motion.breathing.amplitude_mm`` at breath level 1; the target's
+vertebra by the motion truth's target offset (given per call).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..anatomy import Volume
+    from ..scene import Scene
+
+__all__ = ["SceneTruth", "acquire_planning_ct", "load_truth_patient", "planning_offset_ct_mm"]
+
+
+@dataclass(frozen=True, eq=False)
+class SceneTruth:
+    """The truth model of a scene with its breathing amplitude bound.
+
+    Attributes
+    ----------
+    model : TruthModel
+        :class:`TruthPatient` (phantom) or :class:`UserCTTruth` (CT file).
+    diaphragm_amplitude_mm : float
+        Diaphragm motion at breath level 1 (mm).
+    target_ct_mm : ndarray, shape (3,)
+        The scene's target in the truth's CT frame at exhale (mm).
+    """
+
+    model: Any
+    diaphragm_amplitude_mm: float
+    target_ct_mm: NDArray[np.float64]
+
+    def positions_ct(self, breath_level: float, target_offset_ct_mm) -> list:
+        """(ParticleSet, positions (n, 3) CT mm[, weight]) of the truth at ``breath_level``
+        with the target's vertebra moved by ``target_offset_ct_mm``."""
+        return self.model.positions_ct(float(breath_level), target_offset_ct_mm,
+                                       diaphragm_amplitude_mm=self.diaphragm_amplitude_mm)
+
+
+def _scene_key(scene: Scene) -> tuple:
+    ps = scene.patient
+    return (ps.phantom, str(ps.ct) if ps.ct is not None else None, ps.truth,
+            int(scene.simulation.seed), float(scene.motion.breathing.amplitude_mm))
+
+
+def load_truth_patient(scene: Scene) -> SceneTruth:
+    """The truth patient of ``scene`` (cached in memory per patient, truth settings, seed
+    and breathing amplitude; the phantom's particles also on disk)."""
+    from ..anatomy import load_patient
+
+    ps = scene.patient
+    amp = float(scene.motion.breathing.amplitude_mm)
+    if ps.uses_phantom:
+        model = _phantom_truth(ps.phantom or "default", int(scene.simulation.seed), ps.truth)
+        patient = load_patient(scene)
+        target = np.asarray(patient.target_ct_mm, np.float64) - planning_offset_ct_mm(scene)
+    else:
+        patient = load_patient(scene)
+        model = _ct_truth(scene, patient.volume, tuple(patient.target_ct_mm))
+        target = np.asarray(patient.target_ct_mm, np.float64)
+    return SceneTruth(model=model, diaphragm_amplitude_mm=amp, target_ct_mm=target)
+
+
+@functools.lru_cache(maxsize=2)
+def _phantom_truth(preset: str, seed: int, settings):
+    from ..anatomy._params import load_preset
+    from ._phantom4d import build_truth_phantom
+
+    return build_truth_phantom(load_preset(preset), seed=seed, settings=settings)
+
+
+def _ct_truth(scene: Scene, volume: Volume, target: tuple[float, ...]):
+    return _ct_truth_cached(str(scene.patient.ct), volume, target)
+
+
+@functools.lru_cache(maxsize=2)
+def _ct_truth_cached(path: str, volume: Volume, target: tuple[float, ...]):
+    from ._userct import truth_from_ct
+
+    del path  # part of the cache key only
+    return truth_from_ct(volume, target_ct_mm=np.asarray(target))
+
+
+def planning_offset_ct_mm(scene: Scene) -> NDArray[np.float64]:
+    """Where the target's vertebra sits in the planning CT relative to exhale (CT mm): zero
+    at exhale, the breathing offset at inhale (breath level 1), its mean over one breath for
+    a free-breathing average; zero when breathing does not move the spine."""
+    from ._acquire import breath_phase_levels
+
+    m = scene.motion
+    if not m.breathing_moves_spine:
+        return np.zeros(3)
+    direction = np.asarray(m.breathing.direction, np.float64)
+    direction = direction / np.linalg.norm(direction)
+    inhale = m.breathing.target_amplitude_mm * direction
+    phase = scene.patient.planning_ct.phase
+    if phase == "exhale":
+        return np.zeros(3)
+    if phase == "inhale":
+        return inhale
+    return float(np.mean(breath_phase_levels(8))) * inhale
+
+
+def acquire_planning_ct(scene: Scene, truth_model, *, painted: Volume) -> Volume:
+    """The phantom's planning CT: the truth at ``patient.planning_ct.phase`` acquired on the
+    painted phantom's field of view at the scene's pixel and slice thickness, with CT noise
+    seeded from the scene's seed (int16 HU, identity direction, LPS)."""
+    from ._acquire import acquire_ct, planning_positions
+
+    pc = scene.patient.planning_ct
+    corners = painted.corners_ct()
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    ni = int(round((hi[0] - lo[0]) / pc.pixel_mm)) + 1
+    nj = int(round((hi[1] - lo[1]) / pc.pixel_mm)) + 1
+    nk = int(np.floor((hi[2] - lo[2]) / pc.slice_thickness_mm + 1e-6)) + 1
+    center = 0.5 * (lo + hi)
+    origin = np.array([center[0] - (ni - 1) * pc.pixel_mm / 2,
+                       center[1] - (nj - 1) * pc.pixel_mm / 2, lo[2]])
+    amp = float(scene.motion.breathing.amplitude_mm)
+
+    class _Bound:  # the truth with the scene's diaphragm amplitude
+        def positions_ct(self, level, offset):
+            return truth_model.positions_ct(level, offset, diaphragm_amplitude_mm=amp)
+
+    inhale = planning_offset_ct_mm(scene) if pc.phase == "inhale" else None
+    if inhale is None:
+        m = scene.motion
+        d = np.asarray(m.breathing.direction, np.float64)
+        inhale = (m.breathing.target_amplitude_mm * d / np.linalg.norm(d)
+                  if m.breathing_moves_spine else np.zeros(3))
+    items = planning_positions(_Bound(), pc.phase, target_offset_at_inhale_ct_mm=inhale)
+    rng = np.random.default_rng([int(scene.simulation.seed), 0x0C7])
+    return acquire_ct(items, origin_ct_mm=origin, shape=(nk, nj, ni), pixel_mm=pc.pixel_mm,
+                      slice_mm=pc.slice_thickness_mm, noise_hu=pc.noise_hu, rng=rng,
+                      name=f"planning CT of phantom:{scene.patient.phantom}:seed"
+                           f"{scene.simulation.seed} ({pc.phase}, {pc.slice_thickness_mm:g} mm "
+                           f"slices)")
