@@ -86,8 +86,6 @@ def real_case(room, shared_data, tmp_path_factory):
 
 
 @pytest.mark.shared_data
-@pytest.mark.xfail(reason="axial rotation (rz) off by up to 1.4 deg on the real CT: next commit",
-                   strict=False)
 def test_independent_images_known_pose_recovered(real_case):
     reg, live = real_case
     rng = np.random.default_rng(31)
