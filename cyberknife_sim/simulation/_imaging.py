@@ -155,7 +155,10 @@ class Imager:
         k = self.exposures
         self.exposures += 1
         reg, target_room = self._register(time_s, imaged, blank=blank,
-                                          rng=np.random.default_rng([self._seed, k, 0]))
+                                          rng=np.random.default_rng([self._seed, k, 0]),
+                                          pose_spine=np.asarray(pose_true, np.float64),
+                                          offset_room=np.asarray(target_offset_true_room,
+                                                                 np.float64))
         if not self.breathing_moves_spine:
             sensor = np.random.default_rng([self._seed, k, 1])
             target_room = target_room + target_offset_true_room \
@@ -164,9 +167,12 @@ class Imager:
                            target_room=np.asarray(target_room, np.float64), blank=blank)
 
     def _register(self, time_s: float, pose_imaged: NDArray[np.float64], *, blank: bool,
-                  rng: np.random.Generator) -> tuple[RegistrationResult, NDArray[np.float64]]:
-        """The registration result of a pair of the anatomy at ``pose_imaged`` and the
-        measured target at the planned target point (3,) (mm, room); ``rng`` is this
+                  rng: np.random.Generator, pose_spine: NDArray[np.float64],
+                  offset_room: NDArray[np.float64]
+                  ) -> tuple[RegistrationResult, NDArray[np.float64]]:
+        """The registration result of a pair of the anatomy at ``pose_imaged`` (the set-up
+        pose ``pose_spine`` plus, for a spinal target, the breathing offset ``offset_room``)
+        and the measured target at the planned target point (3,) (mm, room); ``rng`` is this
         exposure's noise."""
         raise NotImplementedError
 
@@ -180,30 +186,50 @@ class TruthImager(Imager):
 
     method = "truth"
 
-    def _register(self, time_s, pose_imaged, *, blank, rng):
+    def _register(self, time_s, pose_imaged, *, blank, rng, **_):
         return truth_registration(pose_imaged, blank=blank)
 
 
 class XrayImager(Imager):
-    """Live X-ray pair of the true anatomy + fiducial-free 2D/3D registration.
+    """Live X-ray pair + fiducial-free 2D/3D registration to the planning CT.
+
+    ``room.imaging.live_images`` says how the pair is made: ``realistic`` images the 4D
+    truth patient at the exposure's breath level with its own projector and physics
+    (:class:`~._live_chain.RealisticXrayChain`); ``ideal`` (ablation) renders the planning CT
+    itself at the imaged pose (:class:`~._xray_chain.XrayChain`).
 
     Parameters
     ----------
     scene : Scene
         Room imaging geometry, X-ray physics, patient.
+    breathing : callable, optional
+        ``breathing(t_s) -> breath level`` (0 exhale, ~1 inhale) of the internal anatomy; the
+        realistic path needs it (default: always exhale).
     **kwargs
         See :class:`Imager`.
     """
 
     method = "xray"
 
-    def __init__(self, scene: Scene, **kwargs):
+    def __init__(self, scene: Scene, *, breathing=None, **kwargs):
         super().__init__(**kwargs)
-        from ._xray_chain import XrayChain  # heavy imports only when used
+        self.live_images = scene.room.imaging.live_images
+        self.breathing = breathing
+        if self.live_images == "realistic":
+            from ._live_chain import RealisticXrayChain  # heavy imports only when used
 
-        self.chain = XrayChain(scene)
+            self.chain = RealisticXrayChain(scene)
+        else:
+            from ._xray_chain import XrayChain
 
-    def _register(self, time_s, pose_imaged, *, blank, rng):
+            self.chain = XrayChain(scene)
+
+    def _register(self, time_s, pose_imaged, *, blank, rng, pose_spine, offset_room):
+        if self.live_images == "realistic":
+            level = 0.0 if self.breathing is None else \
+                float(np.asarray(self.breathing(np.array([time_s])))[0])
+            return self.chain.image_and_register(pose_spine, offset_room, level, blank=blank,
+                                                 rng=rng, time_s=time_s)
         return self.chain.image_and_register(pose_imaged, blank=blank, rng=rng)
 
 
@@ -226,7 +252,8 @@ def truth_registration(pose: NDArray[np.float64], *, blank: bool = False
     return reg, pose[:3].copy()
 
 
-def make_imager(method: ImagingMethod, scene: Scene, *, rng: np.random.Generator) -> Imager:
+def make_imager(method: ImagingMethod, scene: Scene, *, rng: np.random.Generator,
+                breathing=None) -> Imager:
     """An imager by name (``"xray"`` or ``"truth"``), see the module docstring.
 
     What the pair shows follows ``scene.motion.breathing_moves_spine``; the sensor model's
@@ -241,5 +268,5 @@ def make_imager(method: ImagingMethod, scene: Scene, *, rng: np.random.Generator
     if method == "truth":
         return TruthImager(**kwargs)
     if method == "xray":
-        return XrayImager(scene, **kwargs)
+        return XrayImager(scene, breathing=breathing, **kwargs)
     raise ValueError(f"imaging must be one of {', '.join(IMAGING_METHODS)} (got {method!r})")

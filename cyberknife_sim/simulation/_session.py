@@ -128,7 +128,9 @@ def build_loop(scene: Scene, *, seed: int | None = None, duration_s: float | Non
     if isinstance(imaging, str):
         if imaging not in ("xray", "truth"):
             raise InputError(f"imaging must be xray or truth (got {imaging!r})")
-        imager: ImagerSeam = make_imager(imaging, scene, rng=rng_imaging)
+        imager: ImagerSeam = make_imager(
+            imaging, scene, rng=rng_imaging,
+            breathing=lambda t: truth.breathing(t, internal=True))
     else:
         imager = imaging
     return TreatmentLoop(scene, beams=beams, truth=truth, camera=camera, imager=imager,

@@ -21,6 +21,7 @@ from ._materials import (
 from ._particles import MATERIALS, ParticleSet
 from ._patient import TruthAnatomy, TruthPatient
 from ._phantom4d import build_truth_phantom
+from ._scene import SceneTruth, acquire_planning_ct, load_truth_patient, planning_offset_ct_mm
 from ._userct import (
     FourDCTTruth,
     TruthModel,
@@ -37,6 +38,7 @@ __all__ = [
     "MATERIAL_HU",
     "REL_ATTEN_CM3_G",
     "ParticleSet",
+    "SceneTruth",
     "TruthAnatomy",
     "TruthModel",
     "TruthPatient",
@@ -44,13 +46,16 @@ __all__ = [
     "UserCTSettings",
     "UserCTTruth",
     "acquire_ct",
+    "acquire_planning_ct",
     "acquire_ct_on_grid",
     "bin_particles",
     "breath_phase_levels",
     "build_truth_phantom",
     "hu_to_masses",
+    "load_truth_patient",
     "hu_to_particles",
     "masses_to_hu",
+    "planning_offset_ct_mm",
     "planning_positions",
     "regular_grid",
     "truth_from_4dct",
