@@ -146,7 +146,7 @@ def wide_blur(image: NDArray[np.float64], sigma_px: float) -> NDArray[np.float64
     return cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)
 
 
-def scatter_signal(primary: NDArray[np.float64], line_integral: NDArray[np.float64], *,
+def scatter_signal(primary: NDArray[np.float64], source: NDArray[np.float64], *,
                    scatter_fraction: float, sigma_px: float) -> NDArray[np.float64]:
     """Scatter reaching the detector, ``κ · G_σ * (P · L)`` (same units as ``primary``).
 
@@ -158,9 +158,9 @@ def scatter_signal(primary: NDArray[np.float64], line_integral: NDArray[np.float
     Parameters
     ----------
     primary : ndarray, shape (rows, cols)
-        Primary signal (any units).
-    line_integral : ndarray, shape (rows, cols)
-        Effective ``−ln`` transmission of the primary (dimensionless, ≥ 0).
+        Primary signal ``P`` (any units).
+    source : ndarray, shape (rows, cols)
+        ``P · L``, with ``L`` the effective ``−ln`` transmission of the primary (≥ 0).
     scatter_fraction : float
         Scatter-to-total ratio in the center, 0–1.
     sigma_px : float
@@ -168,7 +168,7 @@ def scatter_signal(primary: NDArray[np.float64], line_integral: NDArray[np.float
     """
     if scatter_fraction <= 0:
         return np.zeros_like(primary)
-    spread = wide_blur(primary * line_integral, sigma_px)
+    spread = wide_blur(source, sigma_px)
     rows, cols = primary.shape
     hr, hc = max(1, int(round(rows * 0.112))), max(1, int(round(cols * 0.112)))
     center = (slice(max(0, rows // 2 - hr), rows // 2 + hr + 1),
@@ -176,7 +176,8 @@ def scatter_signal(primary: NDArray[np.float64], line_integral: NDArray[np.float
     p_c, s_c = float(primary[center].mean()), float(spread[center].mean())
     if s_c <= 1e-12 * max(p_c, 1e-300):
         return np.zeros_like(primary)
-    return (scatter_fraction / (1.0 - scatter_fraction) * p_c / s_c) * spread
+    spread *= scatter_fraction / (1.0 - scatter_fraction) * p_c / s_c
+    return spread
 
 
 def replace_defects(image: NDArray[np.float64], defect: NDArray[np.bool_]) -> NDArray:

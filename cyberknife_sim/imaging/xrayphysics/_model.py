@@ -23,6 +23,7 @@ by a median of their neighbours. Beam hardening and scatter remain after it (int
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -47,6 +48,24 @@ from ._spectrum import rebin_weights, tube_spectrum
 __all__ = ["LiveXrayPhysics"]
 
 _CAL_STREAM = 0x63616C  # "cal": calibration frames' stream, from the detector seed
+
+
+@numba.njit(cache=True)
+def _effective_energy_and_scatter_source(m1, m2, log_open, e_default, e_eff,
+                                         source):  # pragma: no cover
+    """Per pixel: ``E_eff = m2 / m1`` (``e_default`` where m1 = 0) and the scatter source
+    ``m1 · L`` with ``L = max(0, ln(open / m1))``, in one pass."""
+    rows, cols = m1.shape
+    for r in range(rows):
+        for c in range(cols):
+            p = m1[r, c]
+            if p > 0.0:
+                e_eff[r, c] = m2[r, c] / p
+                li = log_open[r, c] - np.log(p)
+                source[r, c] = p * li if li > 0.0 else 0.0
+            else:
+                e_eff[r, c] = e_default
+                source[r, c] = 0.0
 
 
 _POISSON_MAX_MEAN = 400.0  # above: Gaussian with the Poisson mean and variance (skewness < 0.05)
@@ -109,8 +128,8 @@ class LiveXrayPhysics:
         self._gain_counts_per_kev = (s.gain_counts_per_kev_mm2 / self.pixel_area_mm2
                                      * self.maps.gain)
         self._defect_flat = np.flatnonzero(self.maps.defect)
-        self._open_primary_kev = self._moments(np.zeros((len(MATERIALS), *self.shape),
-                                                        np.float32))[0]
+        open_kev = self._moments(np.zeros((len(MATERIALS), *self.shape), np.float32))[0]
+        self._log_open_primary = np.log(np.maximum(open_kev, 1e-300))
         self._previous_kev: NDArray[np.float64] | None = None
         self._dark: NDArray[np.float64] | None = None
         self._flood: NDArray[np.float64] | None = None
@@ -220,20 +239,20 @@ class LiveXrayPhysics:
         """Mean deposited energy per pixel (keV) and its effective energy per photon (keV)."""
         s = self.settings
         m1, m2 = self._moments(areal, mas_scale)
-        e_eff = m2 / np.maximum(m1, 1e-300)
-        primary, scatter = m1, None
+        e_eff = np.empty_like(m1)
+        source = np.empty_like(m1)
+        _effective_energy_and_scatter_source(m1, m2, self._log_open_primary + np.log(mas_scale),
+                                             float(self.energies_kev.mean()), e_eff, source)
+        tp = s.grid_primary_transmission if s.grid else 1.0
+        ts = s.grid_scatter_transmission if s.grid else 1.0
         if s.scatter_fraction > 0:
-            open_kev = self._open_primary_kev * mas_scale
-            li = np.log(np.maximum(open_kev, 1e-300) / np.maximum(m1, 1e-300))
-            scatter = scatter_signal(m1, np.maximum(li, 0.0), scatter_fraction=s.scatter_fraction,
+            scatter = scatter_signal(m1, source, scatter_fraction=s.scatter_fraction,
                                      sigma_px=s.scatter_kernel_sigma_mm
                                      / self.view.pixel_spacing_mm)
-        if s.grid:
-            primary = primary * s.grid_primary_transmission
-            if scatter is not None:
-                scatter = scatter * s.grid_scatter_transmission
-        total = primary if scatter is None else primary + scatter
-        return total, np.where(m1 > 0, e_eff, float(self.energies_kev.mean()))
+            total = m1 * tp + scatter * ts if s.grid else m1 + scatter
+        else:
+            total = m1 * tp if s.grid else m1
+        return total, e_eff
 
     def expected_signal_kev(self, areal_g_per_cm2: ArrayLike) -> NDArray[np.float64]:
         """Mean energy deposited per pixel (keV), scatter and blur included; no noise, no lag.
