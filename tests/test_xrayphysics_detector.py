@@ -144,6 +144,14 @@ def test_flood_calibration_removes_gain_nonuniformity_and_defects():
     assert np.median(body) == pytest.approx(want - np.log(1 - lag), rel=0.01)
 
 
+@pytest.mark.parametrize("mode", ["zero", "saturate", "mixed"])
+def test_defects_are_found_without_false_alarms_at_a_strong_gain_spread(mode):
+    # mas 1: the most sensitive pixels (gain 1.8) stay below saturation on the flood
+    p = make(2, gain_sigma=0.2, dead_pixel_fraction=0.02, dead_pixel_mode=mode, mas=1.0)
+    np.testing.assert_array_equal(p.defect_map, p.maps.defect)
+    assert p.maps.gain.min() > 0
+
+
 def test_log_transform_scales_by_the_flood_mas():
     p = make(0, flood_mas=1.0, mas=2.5, scatter_fraction=0.0, lag_fraction=0.0)
     li = p.to_line_integrals(p.acquire(np.zeros(SHAPE, np.float32), np.random.default_rng(0)))

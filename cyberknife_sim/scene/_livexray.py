@@ -65,7 +65,7 @@ class LiveXraySettings(Section):
         description="counts per keV deposited per mm^2 of pixel (digital binning: a binned "
         "pixel reads the mean of its native pixels; the default puts an open field at about "
         "40000 counts at 120 kV, 2.5 mAs, 3.6 m; unverified default)")
-    gain_sigma: float = Field(0.03, ge=0.0, le=0.5,
+    gain_sigma: float = Field(0.03, ge=0.0, le=0.2,
                               description="pixel-to-pixel gain non-uniformity, relative standard "
                               "deviation (fixed per detector; assumption)")
     offset_counts: float = Field(500.0, ge=0.0, le=30000.0,

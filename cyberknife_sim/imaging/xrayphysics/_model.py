@@ -101,6 +101,18 @@ class LiveXrayPhysics:
     detector_seed : int
         Identity of the detector: seeds its gain, offset and defect maps and its
         calibration frames (the same every frame and every exposure rng).
+
+    Attributes
+    ----------
+    maps : DetectorMaps
+        The detector's fixed gain, offset and defect maps.
+    solid_angle_sr : ndarray, shape (rows, cols)
+        Solid angle of each pixel seen from the focal spot (sr): ``a cos θ / r²``.
+    tan_alpha : ndarray, shape (rows, cols)
+        Tangent of each pixel's angle from the central axis along the anode–cathode axis
+        (positive toward the cathode).
+    energies_kev : ndarray, shape (n_bins,)
+        Representative energy of each spectral bin (keV).
     """
 
     def __init__(self, settings: LiveXraySettings, view: ViewGeometry, *,
@@ -186,10 +198,10 @@ class LiveXrayPhysics:
             for i in range(len(spec.tan_alpha)):
                 w1[i] = np.bincount(index[keep], (phi[i] * eta * e)[keep], energies.size)
                 w2[i] = np.bincount(index[keep], (phi[i] * eta * e * e)[keep], energies.size)
+        node_t = spec.tan_alpha
         if w1.shape[0] == 1:  # one node: duplicate so the kernel can always read node k + 1
             w1, w2 = np.vstack([w1, w1]), np.vstack([w2, w2])
-            nodes = (0.0, 1.0)
-        node_t = np.asarray(nodes)
+            node_t = np.array([0.0, 1.0])
         k = np.clip(np.searchsorted(node_t, t, side="right") - 1, 0, len(node_t) - 2)
         f = np.clip((t - node_t[k]) / (node_t[k + 1] - node_t[k]), 0.0, 1.0)
         if not s.heel_effect:
@@ -347,7 +359,8 @@ class LiveXrayPhysics:
 
         Each calibration image is the mean of ``calibration_frames`` frames of this model;
         the flood series is read in steady state (its first frame, with no lag history, is
-        discarded). Defects: pixels whose ``flood − dark`` is outside 0.5–1.5 × its median.
+        discarded). Defects: pixels that do not respond (``flood − dark`` below 0.1 × its median:
+        a dead pixel reads the same with the beam on and off) or that saturate.
         The live lag state is not touched.
 
         Parameters
@@ -379,7 +392,8 @@ class LiveXrayPhysics:
         if med < 10.0:
             raise InputError("calibration: the flood frames are no brighter than the dark "
                              "frames (saturated or no signal); lower flood_mas or the gain")
-        self._defect_found = (diff < 0.5 * med) | (diff > 1.5 * med) | (flood >= COUNT_MAX - 1)
+        saturated = (flood >= COUNT_MAX - 1) | (dark >= COUNT_MAX - 1)
+        self._defect_found = (diff < 0.1 * med) | saturated
         self._dark, self._flood = dark, flood
 
     @property
