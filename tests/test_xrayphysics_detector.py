@@ -152,6 +152,12 @@ def test_defects_are_found_without_false_alarms_at_a_strong_gain_spread(mode):
     assert p.maps.gain.min() > 0
 
 
+def test_a_saturated_flood_is_an_input_error():
+    p = make(0, mas=10.0)  # open field ≈ 160 000 counts: saturated
+    with pytest.raises(InputError, match="saturated"):
+        p.calibrate()
+
+
 def test_log_transform_scales_by_the_flood_mas():
     p = make(0, flood_mas=1.0, mas=2.5, scatter_fraction=0.0, lag_fraction=0.0)
     li = p.to_line_integrals(p.acquire(np.zeros(SHAPE, np.float32), np.random.default_rng(0)))

@@ -393,7 +393,11 @@ class LiveXrayPhysics:
             raise InputError("calibration: the flood frames are no brighter than the dark "
                              "frames (saturated or no signal); lower flood_mas or the gain")
         saturated = (flood >= COUNT_MAX - 1) | (dark >= COUNT_MAX - 1)
-        self._defect_found = (diff < 0.1 * med) | saturated
+        defect = (diff < 0.1 * med) | saturated
+        if defect.mean() > 0.5:
+            raise InputError(f"calibration: {defect.mean():.0%} of the pixels are saturated or "
+                             "dead on the flood; lower flood_mas or the gain")
+        self._defect_found = defect
         self._dark, self._flood = dark, flood
 
     @property
