@@ -58,6 +58,7 @@ __all__ = ["BreathingMotion", "soft_field"]
 _CHUNK = 400_000
 _SPINE_SIGMA_MM = 8.0
 _PARASPINAL_HALF_MM = 45.0
+_END_TAPER_MM = 40.0  # SI motion tapers to 0 this close to the phantom's cut ends (mm)
 
 
 def _smoothstep(e0: float, e1: float, x: NDArray) -> NDArray:
@@ -112,7 +113,13 @@ def soft_field(p_ct_mm: NDArray, a: TruthAnatomy, s: TruthSettings):
     f = (1.0 - w_heart) * f_lung + w_heart * s.heart_amplitude_ratio
     yb0 = a.body_center_y_mm
     g = np.clip((yb0 - y) / (yb0 + a.body_half_depth_mm), 0.0, 1.0)
-    u = np.stack([np.zeros_like(x), -s.chest_wall_amplitude_ratio * g, -w_visc * f], axis=1)
+    # the phantom is a truncated trunk: its cut end faces must not slide along z (the body
+    # continues beyond them), so the superior-inferior motion tapers to 0 over the last
+    # _END_TAPER_MM at each end of the points given (the whole soft-tissue set)
+    end = (_smoothstep(0.0, _END_TAPER_MM, z - z.min()) if z.size else 1.0) * \
+        (_smoothstep(0.0, _END_TAPER_MM, z.max() - z) if z.size else 1.0)
+    u = np.stack([np.zeros_like(x), -s.chest_wall_amplitude_ratio * g, -w_visc * f * end],
+                 axis=1)
 
     c, wd, lvl = _level_profile(a, s)
     xb = np.interp(z, c[:, 2], c[:, 0])
