@@ -128,3 +128,17 @@ def test_ideal_mode_keeps_the_painted_phantom():
     from cyberknife_sim.anatomy import make_phantom
 
     assert load_patient(scene).volume is make_phantom("coarse", seed=3).volume
+
+
+def test_view_moved_into_the_ct_frame_projects_like_the_room_view(chain):
+    """Projecting CT-frame points with the view moved into the CT frame equals projecting
+    their room positions with the room view (pixel coordinates to 1e-9 px)."""
+    from cyberknife_sim.simulation._live_chain import _view_in
+
+    room_from_ct = matrix_from_pose([3.0, -2.0, 5.0, 2.0, -1.0, 3.0]) @ \
+        chain.patient.planned_room_from_ct
+    pts_ct = np.random.default_rng(0).uniform(-80, 80, (50, 3)) + chain.patient.target_ct_mm
+    pts_room = pts_ct @ room_from_ct[:3, :3].T + room_from_ct[:3, 3]
+    for view in chain.views:
+        moved = _view_in(np.linalg.inv(room_from_ct), view)
+        np.testing.assert_allclose(moved.project(pts_ct), view.project(pts_room), atol=1e-9)

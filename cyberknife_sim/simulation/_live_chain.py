@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from ..anatomy import load_patient, planned_room_from_ct
 from ..geometry import apply_transform, matrix_from_pose
-from ..imaging import imaging_pair
+from ..imaging import ViewGeometry, imaging_pair
 from ..registration import Registration2D3D, RegistrationResult
 from ..scene import Scene
 
@@ -35,6 +35,18 @@ __all__ = ["LAG_MEMORY_S", "RealisticXrayChain"]
 
 LAG_MEMORY_S = 2.0
 """A frame this long (s) or longer after the previous exposure carries no detector lag."""
+
+
+def _view_in(frame_from_room: NDArray[np.float64], view: ViewGeometry) -> ViewGeometry:
+    """``view`` expressed in another frame (a rigid transform of its source, detector
+    centre and axes); projecting points of that frame with it equals projecting their room
+    positions with ``view``."""
+    rot, t = frame_from_room[:3, :3], frame_from_room[:3, 3]
+    return ViewGeometry(name=view.name, source_room=rot @ view.source_room + t,
+                        detector_center_room=rot @ view.detector_center_room + t,
+                        row_direction_room=rot @ view.row_direction_room,
+                        col_direction_room=rot @ view.col_direction_room,
+                        pixel_spacing_mm=view.pixel_spacing_mm, shape=view.shape)
 
 
 class RealisticXrayChain:
@@ -80,16 +92,18 @@ class RealisticXrayChain:
         offset_ct = rot.T @ np.asarray(offset_room, np.float64) if self.spine_breathes \
             else np.zeros(3)
         states = self.truth.positions_ct(float(breath_level), offset_ct)
+        # the rigid set-up pose moves the views into the truth's CT frame (4 vectors) instead
+        # of moving ~4 M particles into the room
+        ct_from_room = np.linalg.inv(room_from_ct)
+        views_ct = [_view_in(ct_from_room, v) for v in self.views]
         maps = [np.zeros((4, *v.shape), np.float32) for v in self.views]
         groups: dict[float, list] = {}
         for item in states:  # (set, positions) or, for a 4D CT, (set, positions, weight)
             weight = float(item[2]) if len(item) == 3 else 1.0
-            pos_room = (item[1].astype(np.float64) @ rot.T + room_from_ct[:3, 3]).astype(
-                np.float32)
-            groups.setdefault(weight, []).append((item[0], pos_room))
-        for weight, moved in groups.items():
-            for out, view in zip(maps, self.views, strict=True):
-                out += np.float32(weight) * self._project(moved, view)
+            groups.setdefault(weight, []).append((item[0], item[1]))
+        for weight, items in groups.items():
+            for out, view in zip(maps, views_ct, strict=True):
+                out += np.float32(weight) * self._project(items, view)
         return maps
 
     def live_counts(self, pose_spine: NDArray[np.float64], offset_room: NDArray[np.float64],
