@@ -5,6 +5,7 @@ from ._geometry import ViewGeometry, imaging_pair, view_from_settings
 from ._io import GEOMETRY_FORMAT, load_geometry_json, write_geometry_json, write_view_images
 from ._reference import reference_drr
 from ._siddon import ExactDrrRenderer, exact_drr
+from ._splat import project_particles, project_sets
 from ._xray import XrayModel
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "exact_drr",
     "imaging_pair",
     "load_geometry_json",
+    "project_particles",
+    "project_sets",
     "reference_drr",
     "view_from_settings",
     "write_geometry_json",

@@ -74,13 +74,21 @@ class RealisticXrayChain:
         for ph in self.physics:  # the clinic's dark/flood calibration, before treatment
             ph.calibrate()
         self._last_exposure_s: float | None = None
-        self.registration = Registration2D3D(
-            self.patient.volume, self.views, target_ct_mm=self.patient.target_ct_mm,
-            mu_water_per_mm=im.mu_water_per_mm,
-            planned_room_from_ct=self.patient.planned_room_from_ct)
+        self._mu_water_per_mm = float(im.mu_water_per_mm)
+        self._registration: Registration2D3D | None = None
         self.truth_room_from_ct = planned_room_from_ct(self.truth.target_ct_mm)
         self.spine_breathes = bool(scene.motion.breathing_moves_spine)
         self.last_pose: NDArray[np.float64] | None = None
+
+    @property
+    def registration(self) -> Registration2D3D:
+        """The registration to DRRs of the planning CT (built on first use)."""
+        if self._registration is None:
+            self._registration = Registration2D3D(
+                self.patient.volume, self.views, target_ct_mm=self.patient.target_ct_mm,
+                mu_water_per_mm=self._mu_water_per_mm,
+                planned_room_from_ct=self.patient.planned_room_from_ct)
+        return self._registration
 
     def areal_densities(self, pose_spine: NDArray[np.float64],
                         offset_room: NDArray[np.float64], breath_level: float
