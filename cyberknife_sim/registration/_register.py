@@ -74,11 +74,45 @@ _REFINE = {"first": {"pixel_fraction": 0.3, "max_iterations": 5, "tol": 0.03},
 # Gauss-Newton variant (see gauss_newton): the inverse-compositional one computes its
 # Jacobian once per DRR.
 _GN_METHOD = "inverse"
+# Enhanced live images are saturated at this many robust standard deviations (1.4826 MAD):
+# a structure the DRRs cannot contain (the cut edge of a truncated volume, a collimator
+# blade, a dead column) must not dominate the template match or the normalisation.
+_LIVE_CLIP_SIGMAS: float | None = 4.0
+# Live-image defects: a pixel whose line integral differs from its 5x5 median by more than
+# this (and 8 robust sigmas) is a detector defect, not anatomy (see _repair_defects).
+_DEFECT_MIN = 0.5
 
 
 def _angle_deg(motion: NDArray) -> float:
     """Rotation angle of a rigid 4x4 transform (deg)."""
     return float(np.degrees(np.arccos(np.clip((np.trace(motion[:3, :3]) - 1) / 2, -1, 1))))
+
+
+def _repair_defects(li: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Replace detector defects (dead or hot pixels, lines up to 2 pixels wide) in a
+    line-integral image by the 5x5 median: pixels that differ from it by more than
+    ``max(8 robust sigmas, _DEFECT_MIN)`` — far more than noise or any bone edge."""
+    if li.shape[0] < 5 or li.shape[1] < 5:
+        return li
+    med = cv2.medianBlur(li, 5)
+    dev = li - med
+    sigma = 1.4826 * float(np.median(np.abs(dev)))
+    bad = np.abs(dev) > max(8.0 * sigma, _DEFECT_MIN)
+    if not bad.any():
+        return li
+    return np.where(bad, med, li)
+
+
+def _saturate(image: NDArray[np.float32], n_sigmas: float | None) -> NDArray[np.float32]:
+    """Clip an enhanced image to ``median ± n_sigmas · 1.4826 · MAD`` (None: unchanged)."""
+    if n_sigmas is None:
+        return image
+    med = float(np.median(image))
+    mad = float(np.median(np.abs(image - med)))
+    if mad <= 0:
+        return image
+    half = np.float32(n_sigmas * 1.4826 * mad)
+    return np.clip(image, np.float32(med) - half, np.float32(med) + half)
 
 
 def _reduce(image: NDArray, scale: int) -> NDArray[np.float32]:
@@ -386,11 +420,13 @@ class Registration2D3D:
         lives: dict[str, list[LiveLevel]] = {"coarse": [], "fine": []}
         blank = []
         for k, (img, st) in enumerate(zip(live_images, self._states, strict=True)):
-            li = self._line_integrals(img, k, st.live_window)
+            li = _repair_defects(self._line_integrals(img, k, st.live_window))
             for lvl in ("coarse", "fine"):
                 cfg = _LEVELS[lvl]
-                e = enhance(_reduce(li, cfg["scale"]), method=self.enhance_method,
-                            sigma_px=cfg["sigma"], background_sigma_px=cfg["background"])
+                e = _saturate(enhance(_reduce(li, cfg["scale"]), method=self.enhance_method,
+                                      sigma_px=cfg["sigma"],
+                                      background_sigma_px=cfg["background"]),
+                              _LIVE_CLIP_SIGMAS)
                 lives[lvl].append(LiveLevel.from_image(e, st.live_window.c0,
                                                        st.live_window.r0, scale=cfg["scale"]))
             blank.append(float(np.std(lives["fine"][-1].image)) < 1e-6)
