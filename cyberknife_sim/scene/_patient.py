@@ -45,6 +45,14 @@ class PatientSettings(Section):
     ct: ScenePath | None = Field(
         None, description="CT file (.nii, .nii.gz, .mha, .mhd, .nrrd) or a folder holding one "
         "DICOM series (not the scene's own folder); relative to the scene file")
+    ct_phases: Annotated[tuple[ScenePath, ...], items(0, 20)] = Field(
+        (), description="a 4D CT as the truth patient: one CT file per breathing phase "
+        "(same grid and frame as `ct`, the planning CT); empty: the truth is `ct` with the "
+        "synthetic breathing deformation (realistic live images)")
+    ct_phase_levels: Annotated[tuple[Annotated[float, Field(ge=0.0, le=3.0)], ...],
+                               items(0, 20)] = Field(
+        (), description="breath level of each file in `ct_phases` (0 exhale, 1 an average "
+        "inhale), one per file")
     target_ct_mm: _CtPoint | None = Field(
         None, description="target center in CT mm (DICOM LPS); null: the phantom's lesion "
         "center. Give at most one of target_ct_mm, target_ras_mm, target_voxel")
@@ -79,6 +87,11 @@ class PatientSettings(Section):
                              f"of {', '.join(FILE_SUFFIXES)})")
         return path
 
+    @field_validator("ct_phases")
+    @classmethod
+    def _resolve_phases(cls, value: tuple[Path, ...], info: ValidationInfo) -> tuple[Path, ...]:
+        return tuple(cls._resolve_ct(v, info) for v in value)
+
     @field_validator("phantom")
     @classmethod
     def _known_preset(cls, value: str | None) -> str | None:
@@ -99,6 +112,13 @@ class PatientSettings(Section):
                  if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"give one target, not {' and '.join(given)}")
+        if self.ct_phases and self.ct is None:
+            raise ValueError("`ct_phases` needs `ct` (the planning CT)")
+        if len(self.ct_phases) != len(self.ct_phase_levels):
+            raise ValueError(f"give one `ct_phase_levels` entry per `ct_phases` file (got "
+                             f"{len(self.ct_phase_levels)} for {len(self.ct_phases)})")
+        if self.ct_phases and len(self.ct_phases) < 2:
+            raise ValueError("`ct_phases` needs at least two phase files")
         if self.ct is not None and not given:
             raise ValueError("a target is required when `ct` is a file: `target_ct_mm` (LPS "
                              "mm), `target_ras_mm` (RAS mm, as 3D Slicer shows) or "

@@ -5,7 +5,8 @@
   of it (``patient.planning_ct``: phase, slice thickness, pixel, noise) on the painted
   phantom's field of view.
 * CT-file scenes: the truth is the user's CT with the documented synthetic breathing
-  deformation (:func:`truth_from_ct`); the planning CT is the file itself.
+  deformation (:func:`truth_from_ct`), or the 4D CT of ``patient.ct_phases`` (phases
+  cross-faded by breath level, :func:`truth_from_4dct`); the planning CT is the file itself.
 
 The diaphragm moves by ``motion.breathing.amplitude_mm`` at breath level 1; the target's
 vertebra by the motion truth's target offset (given per call).
@@ -69,6 +70,10 @@ def load_truth_patient(scene: Scene) -> SceneTruth:
         model = _phantom_truth(ps.phantom or "default", int(scene.simulation.seed), ps.truth)
         patient = load_patient(scene)
         target = np.asarray(patient.target_ct_mm, np.float64) - planning_offset_ct_mm(scene)
+    elif ps.ct_phases:
+        patient = load_patient(scene)
+        model = _4dct_truth(tuple(str(p) for p in ps.ct_phases), tuple(ps.ct_phase_levels))
+        target = np.asarray(patient.target_ct_mm, np.float64)
     else:
         patient = load_patient(scene)
         model = _ct_truth(scene, patient.volume, tuple(patient.target_ct_mm))
@@ -94,6 +99,13 @@ def _ct_truth_cached(path: str, volume: Volume, target: tuple[float, ...]):
 
     del path  # part of the cache key only
     return truth_from_ct(volume, target_ct_mm=np.asarray(target))
+
+
+@functools.lru_cache(maxsize=1)
+def _4dct_truth(paths: tuple[str, ...], levels: tuple[float, ...]):
+    from ._userct import truth_from_4dct
+
+    return truth_from_4dct(paths, levels)
 
 
 def planning_offset_ct_mm(scene: Scene) -> NDArray[np.float64]:
