@@ -161,6 +161,18 @@ def load_source(study: Study, name: str) -> LiveImages:
     return getattr(importlib.import_module(mod), attr)(study)
 
 
+def _parse_variant(text: str) -> tuple[str, dict]:
+    """``"NAME:key=value;key=value"`` → (``"/NAME"``, keywords; values as Python literals)."""
+    import ast
+
+    name, _, rest = text.partition(":")
+    kw = {}
+    for item in filter(None, rest.split(";")):
+        key, _, value = item.partition("=")
+        kw[key.strip()] = ast.literal_eval(value.strip())
+    return f"/{name}", kw
+
+
 def summarize(rows: list[dict]) -> dict:
     """Statistics of one case (see the module docstring for the definitions)."""
     err = np.array([np.subtract(r["est"], r["true"]) for r in rows])
@@ -214,7 +226,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--fine-renderer", choices=("plastimatch", "ref"), default="plastimatch")
     ap.add_argument("--real-target", default=",".join(map(str, REAL_TARGET_CT_MM)))
     ap.add_argument("--workdir", help="folder for the μ volumes plastimatch reads")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="NAME:key=value;key=value — Registration2D3D keywords (Python "
+                         "literals) of a variant registered on the same images, e.g. "
+                         "'ov1:oversampling=1.0' (repeatable; default: one, the defaults)")
     args = ap.parse_args(argv)
+    variants = [_parse_variant(v) for v in args.variant] or [("", {})]
     n = 20 if args.quick else args.n_poses
     study = Study(args.scene, bh=args.beam_hardening, workdir=args.workdir,
                   fine_renderer=args.fine_renderer)
@@ -224,14 +241,20 @@ def main(argv: list[str] | None = None) -> dict:
     cases: list[tuple[str, str, LiveImages | None, Registration2D3D]] = []
     for name in [s for s in args.sources.split(",") if s]:
         if name == "real-ct":
-            src = study.source_real_ct(real_target)
-            cases.append((name, "3.0", src, study.registration(read_ct(REAL_CT), real_target)))
+            src: LiveImages | None = study.source_real_ct(real_target)
+            vol = read_ct(REAL_CT)
+            for vname, kw in variants:
+                cases.append((name + vname, "3.0", src,
+                              study.registration(vol, real_target, **kw)))
+                src = None
             continue
         src = load_source(study, name)
-        for i, sl in enumerate(slices):
+        for sl in slices:
             ph = study.phantom(sl)
-            reg = study.registration(ph.volume, ph.truth.target_center_ct_mm)
-            cases.append((name, f"{sl:g}", src if i == 0 else None, reg))
+            for vname, kw in variants:
+                reg = study.registration(ph.volume, ph.truth.target_center_ct_mm, **kw)
+                cases.append((name + vname, f"{sl:g}", src, reg))
+                src = None
     poses = [random_pose(np.random.default_rng([args.seed, i]), 10.0, 3.0) for i in range(n)]
     rows: dict[str, list[dict]] = {f"{c[0]}@{c[1]}": [] for c in cases}
     for i, pose in enumerate(poses):
