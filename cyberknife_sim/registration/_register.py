@@ -4,8 +4,11 @@ Pipeline of :meth:`Registration2D3D.register` (stage names as in ``stage_ms``):
 
 ``preprocess``
     Live images → line integrals (log transform for uint16 counts), cropped to a search
-    window per view around the ROI's projection, enhanced at a coarse and a fine scale
-    (difference of Gaussians, :mod:`._enhance`).
+    window per view around the ROI's projection, detector defects (dead/hot pixels and
+    lines) replaced by the local median, enhanced at a coarse and a fine scale
+    (difference of Gaussians, :mod:`._enhance`) and saturated at 4 robust sigmas. A
+    target so near the CT's edge that too little of the ROI lies inside the CT is
+    refused before anything else (``roi_model`` moves a clipped ROI box off the edge).
 ``initial``
     Per view, NCC template matching of the enhanced planned-pose DRR of the ROI in the
     live search window (half resolution, sub-pixel peak); the two 2-D shifts of the target's
