@@ -21,11 +21,19 @@ from cyberknife_sim.geometry import apply_transform
 from cyberknife_sim.scene import scene_from_dict
 
 
-def test_default_scene_patient_puts_target_at_room_origin():
-    scene = scene_from_dict({"patient": {"phantom": "coarse"}, "simulation": {"seed": 2}})
+@pytest.mark.parametrize("live", ["realistic", "ideal"])
+def test_default_scene_patient_puts_target_at_room_origin(live):
+    scene = scene_from_dict({"patient": {"phantom": "coarse"}, "simulation": {"seed": 2},
+                             "room": {"imaging": {"live_images": live}}})
     p = load_patient(scene)
     ph = make_phantom("coarse", seed=2)
-    assert p.volume is ph.volume and p.truth is ph.truth
+    assert p.truth is ph.truth
+    if live == "ideal":  # the ablation registers to the painted phantom itself
+        assert p.volume is ph.volume
+    else:  # a simulated acquisition of the truth patient on the painted field of view
+        assert p.volume is not ph.volume and p.volume.name.startswith("planning CT")
+        np.testing.assert_allclose(p.volume.corners_ct()[0], ph.volume.corners_ct()[0],
+                                   atol=1.0)
     np.testing.assert_allclose(p.target_ct_mm, ph.truth.target_center_ct_mm)
     np.testing.assert_allclose(apply_transform(p.planned_room_from_ct, p.target_ct_mm),
                                0.0, atol=1e-12)

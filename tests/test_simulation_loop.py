@@ -326,19 +326,25 @@ def test_mu_accounting_when_the_plan_completes():
     assert res.summary.events[-1]["kind"] == "plan_complete"
 
 
-def test_xray_pair_images_the_breathing_offset_with_the_spine():
-    """The live pair is rendered at translation(o) @ spine pose; registration recovers both
-    (within the registration's accuracy) and the target from result.room_from_ct."""
+@pytest.mark.parametrize(("live", "tol_mm", "tol_deg"),
+                         [("ideal", 0.2, 0.3), ("realistic", 0.5, 0.4)])
+def test_xray_pair_images_the_breathing_offset_with_the_spine(live, tol_mm, tol_deg):
+    """The pair images the spine pose plus the breathing offset o (ideal: the planning CT
+    at translation(o) @ spine pose; realistic: the truth patient with the target's vertebra
+    moved by o); registration recovers both within its accuracy (realistic: independent
+    images, measured 0.27 mm) and the target from result.room_from_ct."""
     from cyberknife_sim.simulation import make_imager
 
     sc = load_scene(SCENE)
+    sc = sc.model_copy(update={"room": sc.room.model_copy(update={
+        "imaging": sc.room.imaging.model_copy(update={"live_images": live})})})
     im = make_imager("xray", sc, rng=np.random.default_rng(0))
     spine = np.array([0.5, 0.2, -0.3, 0.2, 0.0, 0.3])
     for o in ([0.0, -0.6, -1.9], [0.3, -0.3, -1.0]):
         r = im.acquire(10.0, spine, np.array(o))
         assert r.accepted
         np.testing.assert_allclose(r.pose_true[:3], spine[:3] + o, atol=1e-12)
-        np.testing.assert_allclose(r.pose[:3], spine[:3] + o, atol=0.2)
-        np.testing.assert_allclose(r.pose[3:], spine[3:], atol=0.3)  # registration accuracy
+        np.testing.assert_allclose(r.pose[:3], spine[:3] + o, atol=tol_mm)
+        np.testing.assert_allclose(r.pose[3:], spine[3:], atol=tol_deg)  # registration
         # target at the room origin (planned alignment): the registered translation
         np.testing.assert_allclose(r.target_room, r.pose[:3], atol=1e-6)

@@ -127,6 +127,8 @@ class Imager:
         self.breathing_moves_spine = bool(breathing_moves_spine)
         self.sigma_mm = float(target_localization_sigma_mm)
         self._pending_blanks = sorted(float(t) for t in blank_times_s)
+        self.exposure_pose_spine = np.zeros(6)
+        self.exposure_offset_room = np.zeros(3)
 
     @property
     def localization(self) -> str:
@@ -154,11 +156,11 @@ class Imager:
             imaged[:3] += target_offset_true_room
         k = self.exposures
         self.exposures += 1
+        # what the pose is made of, for imagers of a deforming patient (the realistic path)
+        self.exposure_pose_spine = np.asarray(pose_true, np.float64)
+        self.exposure_offset_room = np.asarray(target_offset_true_room, np.float64)
         reg, target_room = self._register(time_s, imaged, blank=blank,
-                                          rng=np.random.default_rng([self._seed, k, 0]),
-                                          pose_spine=np.asarray(pose_true, np.float64),
-                                          offset_room=np.asarray(target_offset_true_room,
-                                                                 np.float64))
+                                          rng=np.random.default_rng([self._seed, k, 0]))
         if not self.breathing_moves_spine:
             sensor = np.random.default_rng([self._seed, k, 1])
             target_room = target_room + target_offset_true_room \
@@ -167,13 +169,13 @@ class Imager:
                            target_room=np.asarray(target_room, np.float64), blank=blank)
 
     def _register(self, time_s: float, pose_imaged: NDArray[np.float64], *, blank: bool,
-                  rng: np.random.Generator, pose_spine: NDArray[np.float64],
-                  offset_room: NDArray[np.float64]
+                  rng: np.random.Generator
                   ) -> tuple[RegistrationResult, NDArray[np.float64]]:
-        """The registration result of a pair of the anatomy at ``pose_imaged`` (the set-up
-        pose ``pose_spine`` plus, for a spinal target, the breathing offset ``offset_room``)
-        and the measured target at the planned target point (3,) (mm, room); ``rng`` is this
-        exposure's noise."""
+        """The registration result of a pair of the anatomy at ``pose_imaged`` and the
+        measured target at the planned target point (3,) (mm, room); ``rng`` is this
+        exposure's noise. ``pose_imaged`` is the set-up pose :attr:`exposure_pose_spine`
+        plus, for a spinal target, the breathing offset :attr:`exposure_offset_room` (both
+        set by :meth:`acquire` before this call)."""
         raise NotImplementedError
 
 
@@ -186,7 +188,7 @@ class TruthImager(Imager):
 
     method = "truth"
 
-    def _register(self, time_s, pose_imaged, *, blank, rng, **_):
+    def _register(self, time_s, pose_imaged, *, blank, rng):
         return truth_registration(pose_imaged, blank=blank)
 
 
@@ -224,12 +226,13 @@ class XrayImager(Imager):
 
             self.chain = XrayChain(scene)
 
-    def _register(self, time_s, pose_imaged, *, blank, rng, pose_spine, offset_room):
+    def _register(self, time_s, pose_imaged, *, blank, rng):
         if self.live_images == "realistic":
             level = 0.0 if self.breathing is None else \
                 float(np.asarray(self.breathing(np.array([time_s])))[0])
-            return self.chain.image_and_register(pose_spine, offset_room, level, blank=blank,
-                                                 rng=rng, time_s=time_s)
+            return self.chain.image_and_register(
+                self.exposure_pose_spine, self.exposure_offset_room, level, blank=blank,
+                rng=rng, time_s=time_s)
         return self.chain.image_and_register(pose_imaged, blank=blank, rng=rng)
 
 
