@@ -26,9 +26,40 @@ def ct(shared_data) -> Volume:
     return read_ct(shared_data / "ct" / "example_ct.nii.gz")
 
 
+COARSE_ONLY = UserCTSettings(fine_half_box_mm=0.0)  # one particle set at the CT's voxels
+
+
 @pytest.fixture(scope="module")
 def truth(ct):
-    return truth_from_ct(ct, target_ct_mm=ct.ijk_to_ct(BODY_CENTRE_IJK))
+    return truth_from_ct(ct, target_ct_mm=ct.ijk_to_ct(BODY_CENTRE_IJK), settings=COARSE_ONLY)
+
+
+def test_fine_particles_about_the_target_keep_the_mass_and_the_ct(ct):
+    """The default truth of a 3 mm CT: 1 mm particles (trilinear CT numbers) within 60 mm
+    of the target replace the coarse voxels there, the rest stays at the CT's voxels. Mass
+    is kept to 1 %, and acquired back on the CT's grid (box SSP) the CT is reproduced to a
+    mean of a few HU (the trilinear model smooths edges inside the box)."""
+    t = ct.ijk_to_ct(BODY_CENTRE_IJK)
+    fine = truth_from_ct(ct, target_ct_mm=t)
+    items = fine.positions_ct(0.0, [0.0, 0.0, 0.0])
+    sizes = sorted(p.size_mm for p, _ in items)
+    assert sizes == pytest.approx([1.0, 3.0])
+    body = ct.hu >= -950
+    exact = hu_to_masses(ct.hu[body], 27e-3).sum()
+    assert sum(p.total_mass_g for p, _ in items) == pytest.approx(exact, rel=0.01)
+    box = acquire_ct_on_grid(items, ct.ct_from_ijk, ct.shape, ssp="box", noise_hu=0)
+    d = np.abs(box.hu.astype(float) - ct.hu)[body]
+    assert d.mean() < 15.0
+    # the target's vertebra moves rigidly by the offset in both parts
+    moved = fine.positions_ct(0.0, [0.0, 0.0, -2.0])
+    for (p, a), (_, b) in zip(items, moved, strict=True):
+        near = (np.linalg.norm(a - t, axis=1) < 6.0) & (p.component > 0)
+        if near.any():
+            lvl = np.bincount(p.component[near]).argmax()
+            sel = p.component == lvl
+            np.testing.assert_allclose(b[sel] - a[sel], np.broadcast_to([0, 0, -2.0],
+                                                                        (sel.sum(), 3)),
+                                       atol=1e-4)
 
 
 def test_particles_reproduce_the_ct_at_its_own_grid(ct, truth):
@@ -142,7 +173,7 @@ def test_anisotropic_voxels_split_along_z(ct):
     a[:3, 1] /= 3.0
     v = Volume(np.asarray(small.hu), a, name="1x1x3")
     t = v.ijk_to_ct(np.array(v.shape[::-1]) // 2)
-    tr = truth_from_ct(v, target_ct_mm=t)
+    tr = truth_from_ct(v, target_ct_mm=t, settings=COARSE_ONLY)
     n_vox = int(np.sum(hu_to_masses(v.hu, 3e-3) > 0))
     assert len(tr.particles) == 3 * n_vox
     assert tr.particles.size_mm == pytest.approx(1.0)
