@@ -147,6 +147,21 @@ def _soft_blocks(cv: Canvas, soft_mass: NDArray, block: int):
     return pos, t, (keep % nm).astype(np.uint8)
 
 
+def _gather_blocks(pos: NDArray, mass: NDArray, comp: NDArray, size_mm: float):
+    """Soft-tissue particles gathered per (cube of ``size_mm``, component) at their centre of
+    mass: positions, masses, materials (soft tissue), components."""
+    blk = np.floor((pos - pos.min(axis=0)) / size_mm).astype(np.int64)
+    dims = blk.max(axis=0) + 1
+    n_comp = int(comp.max()) + 1
+    key = ((blk[:, 2] * dims[1] + blk[:, 1]) * dims[0] + blk[:, 0]) * n_comp + comp
+    uniq, inv = np.unique(key, return_inverse=True)
+    tot = np.bincount(inv, weights=mass)
+    centre = np.stack([np.bincount(inv, weights=mass * pos[:, a]) / tot for a in range(3)],
+                      axis=1)
+    return (centre, tot, np.full(uniq.size, _SOFT, np.uint8),
+            (uniq % n_comp).astype(np.int16))
+
+
 def _voxel_particles(x, y, z, labels, hu, weight, comp, vox_mm3):
     """Particles of bone voxels (flattened arrays): cortical → one, marrow → two."""
     masses = label_masses_g(labels, hu, vox_mm3) * weight[:, None]
@@ -240,7 +255,12 @@ def _build(p: PhantomParams, seed: int, s: TruthSettings) -> TruthPatient:
     pos, mass, mat, comp = _voxel_particles(
         fv.x[ii], fv.y[jj], fv.z[kk], fv.labels[kk, jj, ii], fv.hu[kk, jj, ii],
         np.ones(kk.size), comp_f[kk, jj, ii], df**3)
-    vert_set = _set(f"vertebrae {df:g} mm", pos, mass, mat, comp, df)
+    # the vertebrae's mineral (cortical-bone material) at F; their marrow (soft tissue, a
+    # low-contrast filler) gathered into blocks of M's size: half the particles to project
+    soft = mat == _SOFT
+    vert_set = _set(f"vertebrae {df:g} mm", pos[~soft], mass[~soft], mat[~soft], comp[~soft], df)
+    marrow_set = _set(f"vertebral marrow {dm:g} mm",
+                      *_gather_blocks(pos[soft], mass[soft], comp[soft], dm), dm)
     del fv, comp_f, bone_f
 
     # rib and sternum particles (M)
@@ -294,7 +314,8 @@ def _build(p: PhantomParams, seed: int, s: TruthSettings) -> TruthPatient:
         z_dome_mm=lay.z_dome_mm,
         body_half_depth_mm=p.body_half_depth_mm,
     )
-    return TruthPatient(sets=(soft_set, vert_set, rib_set), components=tuple(components),
+    return TruthPatient(sets=(soft_set, vert_set, rib_set, marrow_set),
+                        components=tuple(components),
                         anatomy=anatomy, settings=s)
 
 
