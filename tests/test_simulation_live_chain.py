@@ -142,3 +142,22 @@ def test_view_moved_into_the_ct_frame_projects_like_the_room_view(chain):
     for view in chain.views:
         moved = _view_in(np.linalg.inv(room_from_ct), view)
         np.testing.assert_allclose(moved.project(pts_ct), view.project(pts_room), atol=1e-9)
+
+
+def test_cksim_phantom_writes_the_acquired_planning_ct(tmp_path, chain):
+    """`cksim phantom --scene S` writes the CT the scene registers to: the acquisition."""
+    import json
+
+    import yaml
+
+    from cyberknife_sim.anatomy import read_ct
+    from cyberknife_sim.cli import main
+
+    scene = tmp_path / "s.yaml"
+    scene.write_text(yaml.safe_dump({"patient": {"phantom": "coarse", "truth": FAST_TRUTH},
+                                     "simulation": {"seed": 3}}))
+    assert main(["phantom", "--scene", str(scene), "--out", str(tmp_path / "ct.nii.gz")]) == 0
+    back = read_ct(tmp_path / "ct.nii.gz")
+    np.testing.assert_array_equal(back.hu, chain.patient.volume.hu)
+    info = json.loads((tmp_path / "ct.json").read_text())
+    assert info["planning_ct"]["slice_thickness_mm"] == 1.5

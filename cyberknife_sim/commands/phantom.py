@@ -25,7 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "phantom", help="write the scene's CT (phantom or file) and its ground-truth JSON",
         description="Write the planning CT of a scene (default: the built-in phantom) as "
-        ".nii/.nii.gz/.mha, and a JSON with the ground truth in CT mm beside it.")
+        ".nii/.nii.gz/.mha, and a JSON with the ground truth in CT mm beside it. For a "
+        "phantom scene with realistic live images (the default) that CT is the simulated "
+        "acquisition of the 4D truth patient (patient.planning_ct); with --preset, or "
+        "live_images: ideal, the painted phantom itself.")
     p.add_argument("--out", required=True, help="output CT file (.nii.gz, .nii or .mha); its "
                    "folder is created, and checked writable, before any work")
     p.add_argument("--scene", help="scene YAML (default: built-in defaults)")
@@ -55,7 +58,28 @@ def run(args: argparse.Namespace) -> int:
     if args.labels is not None:
         check_out_file(args.labels, "--labels", suffixes=_SUFFIXES)
     seed = int(scene.simulation.seed if args.seed is None else args.seed)
-    if args.preset or scene.patient.uses_phantom:
+    acquired = (not args.preset and scene.patient.uses_phantom
+                and scene.room.imaging.live_images == "realistic")
+    if acquired:  # the planning CT the scene registers to: an acquisition of the truth
+        scene = scene_from_dict({**scene.model_dump(mode="json"),
+                                 "simulation": {**scene.simulation.model_dump(mode="json"),
+                                                "seed": seed}}, origin="--scene/--seed")
+        ph = make_phantom(scene.patient.phantom or "default", seed=seed)
+        patient = load_patient(scene)
+        write_volume(patient.volume, out)
+        info = ph.truth.to_dict()
+        info["planning_ct"] = {**scene.patient.planning_ct.model_dump(mode="json"),
+                               "what": "simulated acquisition of the 4D truth patient "
+                                       "(room.imaging.live_images: realistic)",
+                               "target_ct_mm": np.round(patient.target_ct_mm, 4).tolist()}
+        if args.labels is not None:
+            if patient.labels is None:
+                raise InputError("--labels: the planning CT's grid differs from the painted "
+                                 "phantom's, which has the labels")
+            write_volume(Volume(patient.labels, patient.volume.ct_from_ijk, name="labels"),
+                         Path(args.labels))
+        what = f"planning CT of phantom '{ph.truth.preset}' seed {seed}"
+    elif args.preset or scene.patient.uses_phantom:
         ph = make_phantom(args.preset or scene.patient.phantom or "default", seed=seed)
         write_volume(ph.volume, out)
         info = ph.truth.to_dict()
