@@ -153,14 +153,11 @@ def _pattern(uv: np.ndarray) -> np.ndarray:
             + 0.3 * np.cos((c - 2 * r) / 11.0))
 
 
-@pytest.mark.parametrize("method", ["inverse", "forward"])
-def test_gauss_newton_recovers_a_known_motion(method):
-    """Live images are an analytic pattern; the DRR side is that pattern seen through a known
-    rigid motion of points at varied depths. Both GN variants must recover the motion."""
+def _gn_problem(truth: np.ndarray):
+    """Per view: an analytic live pattern and DRR pixels seen through the motion ``truth``."""
     from cyberknife_sim.registration._depth import pixel_points_room
-    from cyberknife_sim.registration._gauss_newton import LiveLevel, RefLevel, gauss_newton
+    from cyberknife_sim.registration._gauss_newton import LiveLevel, RefLevel
 
-    truth = matrix_from_pose([0.6, -0.4, 0.5, 0.4, -0.3, 0.5])
     rng = np.random.default_rng(3)
     refs, lives = [], []
     for view in _pair():
@@ -184,12 +181,55 @@ def test_gauss_newton_recovers_a_known_motion(method):
             (ref_value(cols, rows + eps)[0] - ref_value(cols, rows - eps)[0]) / (2 * eps)])
         mean, std = vals.mean(), vals.std()
         refs.append(RefLevel(p, pts, (vals - mean) / std, grads / std))
+    return refs, lives
+
+
+@pytest.mark.parametrize("method", ["inverse", "forward"])
+def test_gauss_newton_recovers_a_known_motion(method):
+    """Live images are an analytic pattern; the DRR side is that pattern seen through a known
+    rigid motion of points at varied depths. Both GN variants must recover the motion."""
+    from cyberknife_sim.registration._gauss_newton import gauss_newton
+
+    truth = matrix_from_pose([0.6, -0.4, 0.5, 0.4, -0.3, 0.5])
+    refs, lives = _gn_problem(truth)
     est, info = gauss_newton(refs, lives, np.eye(4), max_iterations=30, tol_mm=1e-4,
                              tol_deg=1e-4, method=method)
     err = np.linalg.inv(truth) @ est
     assert np.linalg.norm(err[:3, 3]) < 0.01  # mm
     assert np.degrees(np.arccos(np.clip((np.trace(err[:3, :3]) - 1) / 2, -1, 1))) < 0.01
     assert min(info["ncc"]) > 0.999 and info["converged"]
+
+
+def test_gauss_newton_weights_and_translation_only():
+    """Uniform pixel weights change nothing; smooth non-uniform ones still find the exact
+    motion (a consistent problem); translation_only keeps the start's rotation and finds
+    the translation when the rotation is right."""
+    from cyberknife_sim.registration._gauss_newton import RefLevel, _evaluate, gauss_newton
+
+    truth = matrix_from_pose([0.6, -0.4, 0.5, 0.4, -0.3, 0.5])
+    refs, lives = _gn_problem(truth)
+    start = matrix_from_pose([0.2, 0.1, -0.2, 0.1, 0.0, 0.2])
+    plain = _evaluate(refs, lives, start, want_jacobian=True, huber=0.5, inverse=True)
+    ones = [RefLevel(r.projection_matrix, r.points_room, r.values, r.gradients,
+                     weights=np.full(r.values.size, 3.0)) for r in refs]
+    same = _evaluate(ones, lives, start, want_jacobian=True, huber=0.5, inverse=True)
+    assert same[0] == pytest.approx(plain[0], rel=1e-9)
+    np.testing.assert_allclose(same[1], plain[1], rtol=1e-9)
+    np.testing.assert_allclose(same[2], plain[2], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(same[3], plain[3], rtol=1e-9, atol=1e-12)
+    smooth = [RefLevel(r.projection_matrix, r.points_room, r.values, r.gradients,
+                       weights=np.exp(-0.5 * ((r.points_room[:, 2] - r.points_room[:, 2].mean())
+                                              / 15.0) ** 2)) for r in refs]
+    est, info = gauss_newton(smooth, lives, np.eye(4), max_iterations=30, tol_mm=1e-4,
+                             tol_deg=1e-4)
+    err = np.linalg.inv(truth) @ est
+    assert np.linalg.norm(err[:3, 3]) < 0.02 and min(info["ncc"]) > 0.999
+    rot = truth.copy()
+    rot[:3, 3] = 0.0
+    est, info = gauss_newton(refs, lives, rot, max_iterations=30, tol_mm=1e-4, tol_deg=1e-4,
+                             translation_only=True)
+    np.testing.assert_allclose(est[:3, :3], truth[:3, :3], atol=1e-12)
+    assert np.linalg.norm(est[:3, 3] - truth[:3, 3]) < 0.01
 
 
 def test_gauss_newton_rejects_unknown_method():

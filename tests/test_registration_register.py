@@ -71,6 +71,30 @@ def test_registers_random_poses_sub_millimetre(setup):
         assert set(res.stage_ms) >= {"preprocess", "initial", "coarse", "refine"}
 
 
+def test_target_level_polish_is_small_on_a_rigid_spine_and_can_be_off(setup):
+    """Static rigid anatomy: the target-level polish (default on) barely moves the whole-ROI
+    pose; off, the result carries no polish, and a negative sigma is refused."""
+    rng = np.random.default_rng(13)
+    pose = np.array([-5.0, 6.0, 3.0, -1.0, 2.0, 1.5])
+    live = setup.live(pose, rng)
+    on = setup.reg.register(live)
+    off = Registration2D3D(setup.patient.volume, setup.views,
+                           target_ct_mm=setup.patient.target_ct_mm, mu_water_per_mm=setup.mu,
+                           planned_room_from_ct=setup.patient.planned_room_from_ct,
+                           open_field_counts=setup.xray.open_field_counts,
+                           target_level_weight_mm=None).register(live)
+    assert on.accepted and off.accepted, (on.reason, off.reason)
+    assert on.quality["target_level_shift_mm"] < 0.3
+    assert "target_level_shift_mm" not in off.quality and "target_level" not in off.stage_ms
+    np.testing.assert_allclose(on.pose[3:], off.pose[3:], atol=1e-9)  # rotations kept
+    assert mtre_mm(on.pose, pose) < 0.4 and mtre_mm(off.pose, pose) < 0.4
+    with pytest.raises(ValueError, match="target_level_weight_mm"):
+        Registration2D3D(setup.patient.volume, setup.views,
+                         target_ct_mm=setup.patient.target_ct_mm, mu_water_per_mm=setup.mu,
+                         planned_room_from_ct=setup.patient.planned_room_from_ct,
+                         target_level_weight_mm=-5.0)
+
+
 def test_line_integral_input_and_initial_pose(setup):
     rng = np.random.default_rng(12)
     pose = np.array([4.0, -3.0, 6.0, 1.0, -1.5, 0.8])

@@ -44,12 +44,16 @@ class RefLevel:
     gradients : ndarray, shape (n, 2), optional
         Its image gradient ``(d/dcol, d/drow)`` there, per full-resolution pixel, in the
         same normalised units (needed by ``method="inverse"``).
+    weights : ndarray, shape (n,), optional
+        Per-pixel weights (> 0) of the residuals: the means, standard deviations, NCC,
+        cost and normal equations become weighted ones (None: all 1).
     """
 
     projection_matrix: NDArray[np.float64]
     points_room: NDArray[np.float64]
     values: NDArray[np.float64]
     gradients: NDArray[np.float64] | None = None
+    weights: NDArray[np.float64] | None = None
     _jac: NDArray[np.float64] | None = field(default=None, init=False, repr=False)
 
     def jacobian(self) -> NDArray[np.float64]:
@@ -162,26 +166,40 @@ def _evaluate(refs: list[RefLevel], lives: list[LiveLevel], t: NDArray[np.float6
             smp, h, uv, inv_h3 = smp[ok], h[ok], uv[ok], inv_h3[ok]
         v = smp[:, 0].astype(np.float64)
         e = ref.values if all_ok else ref.values[ok]
-        e = e - e.mean()
-        e_std = float(np.sqrt(np.dot(e, e) / e.size))
-        v = v - v.mean()
-        v_std = float(np.sqrt(np.dot(v, v) / v.size))
+        if ref.weights is None:
+            om = None
+            e = e - e.mean()
+            e_std = float(np.sqrt(np.dot(e, e) / e.size))
+            v = v - v.mean()
+            v_std = float(np.sqrt(np.dot(v, v) / v.size))
+        else:
+            om = ref.weights if all_ok else ref.weights[ok]
+            om = om / max(float(om.mean()), 1e-300)  # mean 1: the unweighted scale
+            e = e - float(np.dot(om, e)) / om.size
+            e_std = float(np.sqrt(np.dot(om, e * e) / e.size))
+            v = v - float(np.dot(om, v)) / om.size
+            v_std = float(np.sqrt(np.dot(om, v * v) / v.size))
         if v_std <= 0 or e_std <= 0:
             nccs.append(0.0)
             costs.append(1.0)
             continue
         vn = v / v_std
         en = e / e_std
-        nccs.append(float(np.dot(vn, en)) / vn.size)
+        prod = vn * en if om is None else om * vn * en
+        nccs.append(float(prod.sum()) / vn.size)
         r = vn - en
         if huber is None:
             w = None
-            costs.append(0.5 * float(np.dot(r, r)) / r.size)
+            rho = 0.5 * r * r
         else:
             a = np.abs(r)
             inside = a <= huber
             w = np.where(inside, 1.0, huber / np.maximum(a, 1e-12))
-            costs.append(float(np.mean(np.where(inside, 0.5 * r * r, huber * (a - 0.5 * huber)))))
+            rho = np.where(inside, 0.5 * r * r, huber * (a - 0.5 * huber))
+        if om is not None:
+            rho = om * rho
+            w = om if w is None else w * om
+        costs.append(float(rho.sum()) / r.size)
         if want_jacobian and inverse:
             # inverse compositional: the DRR side moves; its Jacobian is fixed. The sign is
             # flipped so that the caller's ``-solve(jtj, jtr)`` is the increment to undo.
@@ -210,8 +228,8 @@ def _evaluate(refs: list[RefLevel], lives: list[LiveLevel], t: NDArray[np.float6
 
 def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np.float64], *,
                  max_iterations: int = 20, tol_mm: float = 0.005, tol_deg: float = 0.005,
-                 huber: float | None = None,
-                 method: GaussNewtonMethod = "inverse") -> tuple[NDArray[np.float64], dict]:
+                 huber: float | None = None, method: GaussNewtonMethod = "inverse",
+                 translation_only: bool = False) -> tuple[NDArray[np.float64], dict]:
     """Refine a relative rigid motion ``T`` (room → room, 4x4) by damped Gauss-Newton.
 
     Parameters
@@ -233,6 +251,8 @@ def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np
         each step is undone on the DRR side, ``T ← T · exp(δ)⁻¹``. ``"forward"``: from the
         live image's gradients at the moved points, recomputed every iteration,
         ``T ← exp(δ) · T``.
+    translation_only : bool
+        Keep the rotation of ``start``: steps move the three translations only.
 
     Returns
     -------
@@ -259,7 +279,11 @@ def gauss_newton(refs: list[RefLevel], lives: list[LiveLevel], start: NDArray[np
     for it in range(1, max_iterations + 1):  # noqa: B007 - reported below
         a = jtj + lam * np.diag(np.diag(jtj) + 1e-12)
         try:
-            delta = -np.linalg.solve(a, jtr)
+            if translation_only:
+                delta = np.zeros(6)
+                delta[:3] = -np.linalg.solve(a[:3, :3], jtr[:3])
+            else:
+                delta = -np.linalg.solve(a, jtr)
         except np.linalg.LinAlgError:
             break
         n_t, n_w = np.linalg.norm(delta[:3]), np.linalg.norm(delta[3:])

@@ -26,11 +26,19 @@ Pipeline of :meth:`Registration2D3D.register` (stage names as in ``stage_ms``):
     iterations). This resolves what the single-depth model gets wrong (out-of-plane
     rotations). Further rounds (``max_refinements`` > 2) run only while a round still
     moves the pose by more than 0.15 mm or 0.15 deg.
+``target_level``
+    (``target_level_weight_mm``, default 20 mm) The ROI spans about four vertebrae, which
+    breathing moves by different amounts, so the whole-ROI optimum is their compromise. A
+    last translation-only Gauss-Newton on the last round's pixels, weighted by a Gaussian
+    of their 3-D point's CT z distance from the target, moves the pose to the target's
+    vertebra (rotations stay the whole ROI's: one vertebra's lever arm is too short for
+    them). Capture and the coarse stages keep the whole ROI.
 ``verdict``
     Accepted only if each view's final NCC reaches ``min_ncc``, the two views agree, the
-    pose lies within the capture range, the last round converged (plateau), and, when the
-    final NCC is mediocre, the live images match their own views' planned DRRs better than
-    the other view's (swapped views).
+    pose lies within the capture range, the last round converged (plateau), the
+    target-level polish moved the pose by at most 2 mm, and, when the final NCC is
+    mediocre, the live images match their own views' planned DRRs better than the other
+    view's (swapped views).
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ from ..geometry import check_transform, invert, matrix_from_pose, pose_from_matr
 from ..imaging import DrrRenderer, ViewGeometry
 from ._depth import Window, pixel_points_room, splat_depth
 from ._enhance import EnhanceMethod, enhance
-from ._gauss_newton import LiveLevel, RefLevel, gauss_newton
+from ._gauss_newton import LiveLevel, RefLevel, _evaluate, gauss_newton
 from ._projective import project, triangulate_shift
 from ._roi import DrrContent, roi_model
 from ._shift import match_template, match_template_candidates
@@ -77,6 +85,10 @@ _REFINE = {"first": {"pixel_fraction": 0.3, "max_iterations": 5, "tol": 0.03},
 # Gauss-Newton variant (see gauss_newton): the inverse-compositional one computes its
 # Jacobian once per DRR.
 _GN_METHOD = "inverse"
+# The target-level polish (``target_level_weight_mm``) corrects the whole-ROI compromise
+# of vertebrae that moved by different amounts: a shift beyond this is no such correction
+# (a wrong level, a broken optimisation) and the pair is refused.
+_TARGET_LEVEL_MAX_SHIFT_MM = 2.0
 # Enhanced live images are saturated at this many robust standard deviations (1.4826 MAD):
 # a structure the DRRs cannot contain (the cut edge of a truncated volume, a collimator
 # blade, a dead column) must not dominate the template match or the normalisation.
@@ -239,6 +251,17 @@ class Registration2D3D:
         briefly at the cut). Every registration is refused ("too little bone in the ROI")
         when less than this share of the ROI box, or of the ±15 mm core about the target,
         lies inside the CT (``roi.inside_fraction``, ``roi.core_inside_fraction``).
+    target_level_weight_mm : float, optional
+        Sigma (mm, along CT z, the spine axis) of the target-level weighting of the final
+        translation-only polish; None or 0: off (the whole-ROI pose). The verdict's NCC
+        stays the whole ROI's (``quality["ncc"]``; the weighted one is
+        ``quality["ncc_target_weighted"]``, the polish's shift
+        ``quality["target_level_shift_mm"]``). Realistic live images (4D truth, each
+        vertebra moved by its own share of the breathing offset, 30 pairs at breath level
+        0.6-1): mTRE median / p95 0.23 / 0.32 → 0.18 / 0.23 mm (phantom, 1.5 mm CT) and
+        0.74 / 0.87 → 0.67 / 0.80 mm (real 3 mm CT); static pairs unchanged (0.069 → 0.070
+        mm phantom, 0.235 → 0.237 mm real CT). Smaller sigmas gain more under breathing
+        (8 mm: 0.13 and 0.53 mm) but lose static accuracy (0.069 → 0.104 mm).
     """
 
     def __init__(self, volume: Volume, views: Sequence[ViewGeometry], *,
@@ -250,7 +273,8 @@ class Registration2D3D:
                  max_refinements: int = 2, oversampling: float = 2.0,
                  n_candidates: int = 4, huber: float | None = 0.5,
                  swap_check_below_ncc: float = 0.6, min_roi_inside_fraction: float = 0.4,
-                 min_core_inside_fraction: float = 0.7) -> None:
+                 min_core_inside_fraction: float = 0.7,
+                 target_level_weight_mm: float | None = 20.0) -> None:
         views = tuple(views)
         if len(views) != 2 or not all(isinstance(v, ViewGeometry) for v in views):
             raise ValueError("views: expected two ViewGeometry objects")
@@ -274,6 +298,10 @@ class Registration2D3D:
         self.target_room = (self.planned_room_from_ct @ np.append(self.target_ct_mm, 1.0))[:3]
         self.min_roi_inside_fraction = float(min_roi_inside_fraction)
         self.min_core_inside_fraction = float(min_core_inside_fraction)
+        self.target_level_weight_mm = (float(target_level_weight_mm)
+                                       if target_level_weight_mm else None)
+        if self.target_level_weight_mm is not None and not self.target_level_weight_mm > 0:
+            raise ValueError("target_level_weight_mm must be positive (or None/0: off)")
         self.unusable_reason = self._roi_check()
 
         # the depth maps are smooth averages: a subset of the bone points is enough
@@ -496,6 +524,10 @@ class Registration2D3D:
             if not first and (upd[0] < _SETTLED_MM and upd[1] < _SETTLED_DEG):
                 break
         quality["ncc"] = [float(c) for c in info["ncc"]]
+        if n_rounds and self.target_level_weight_mm is not None:
+            room_from_ct = self._target_level_round(refs, lives["fine"], rel, quality,
+                                                    self.target_level_weight_mm)
+            lap("target_level")
         # converged: the last round ended on a plateau (its last step or its last cost
         # decrease was negligible), whatever the number of iterations it took
         quality["last_step"] = [float(info["last_step_mm"]), float(info["last_step_deg"])]
@@ -511,6 +543,36 @@ class Registration2D3D:
         reason = self._verdict(motion, quality, disagreement)
         lap("verdict")
         return self._result(motion, reason == "ok", reason, quality, stage, t_start)
+
+    def _target_level_round(self, refs: dict, lives: list[LiveLevel], rel: NDArray,
+                            quality: dict, sigma: float) -> NDArray:
+        """The target-level translation polish after the last refine round (see
+        ``target_level_weight_mm``): the last round's DRR pixels, weighted by a Gaussian of
+        their 3-D point's CT z distance from the target, drive a translation-only
+        Gauss-Newton from that round's result. Returns the new ``room_from_ct``; the
+        whole-ROI NCC at it replaces ``quality["ncc"]``."""
+        ref_pose = refs["room_from_ct"]
+        weighted = []
+        for r in refs["levels"]["fine"]:
+            z_ct = (r.points_room - ref_pose[:3, 3]) @ ref_pose[:3, :3][:, 2]
+            wts = np.exp(-0.5 * ((z_ct - self.target_ct_mm[2]) / sigma) ** 2)
+            w_ref = RefLevel(r.projection_matrix, r.points_room, r.values, r.gradients,
+                             weights=wts)
+            w_ref._jac = r._jac  # the same pixels: the same Jacobian
+            weighted.append(w_ref)
+        cfg = _REFINE["last"]
+        rel2, info = gauss_newton(weighted, lives, rel, max_iterations=cfg["max_iterations"],
+                                  tol_mm=cfg["tol"], tol_deg=cfg["tol"], huber=self.huber,
+                                  method=_GN_METHOD, translation_only=True)
+        quality["target_level_shift_mm"] = round(float(np.linalg.norm(
+            rel2[:3, 3] - rel[:3, 3])), 4)
+        quality["iterations"]["target_level"] = info["iterations"]
+        quality["ncc_target_weighted"] = [float(c) for c in info["ncc"]]
+        # the verdict judges the whole ROI: its unweighted NCC at the final pose
+        quality["ncc"] = [float(c) for c in _evaluate(refs["levels"]["fine"], lives, rel2,
+                                                      want_jacobian=False,
+                                                      huber=self.huber)[1]]
+        return rel2 @ ref_pose
 
     def _best_pair(self, cands: list[list[tuple[NDArray, float]]]) -> tuple[
             NDArray, float, tuple[float, float]]:
@@ -564,6 +626,10 @@ class Registration2D3D:
             return f"rotation {angle:.1f} deg beyond the capture range ({self.capture_deg} deg)"
         if not quality["converged"]:
             return "optimisation did not converge"
+        shift = quality.get("target_level_shift_mm")
+        if shift is not None and shift > _TARGET_LEVEL_MAX_SHIFT_MM:
+            return (f"the target-level refinement moved the pose {shift:.1f} mm from the "
+                    f"whole-ROI optimum (limit {_TARGET_LEVEL_MAX_SHIFT_MM:.1f} mm)")
         match = quality.get("view_match")
         if match is not None and sum(match["crossed"]) > sum(match["own"]):
             return (f"the live images match the other view's DRRs better than their own "
