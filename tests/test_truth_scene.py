@@ -75,3 +75,26 @@ def test_4dct_needs_one_level_per_phase(phases):
     p0, p1 = phases
     with pytest.raises(SceneError, match="ct_phase_levels"):
         _scene(p0, ct_phases=[str(p0), str(p1)], ct_phase_levels=[0.0])
+
+
+def test_validate_reads_the_phases_and_refuses_another_grid(phases, tmp_path, capsys):
+    import yaml
+
+    from cyberknife_sim.anatomy import read_ct
+    from cyberknife_sim.cli import main
+
+    p0, p1 = phases
+    ct = read_ct(p0)
+    short = tmp_path / "short.nii.gz"
+    write_volume(Volume(np.asarray(ct.hu)[:-2], ct.ct_from_ijk, name="short"), short)
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    base = {"ct": str(p0), "phantom": None, "target_voxel": TARGET_VOXEL}
+    good.write_text(yaml.safe_dump({"patient": {**base, "ct_phases": [str(p0), str(p1)],
+                                                "ct_phase_levels": [0.0, 1.0]}}))
+    bad.write_text(yaml.safe_dump({"patient": {**base, "ct_phases": [str(p0), str(short)],
+                                               "ct_phase_levels": [0.0, 1.0]}}))
+    assert main(["validate", str(good)]) == 0
+    assert "2 4D CT phase files read" in capsys.readouterr().out
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "short.nii.gz has another grid" in err[0]

@@ -32,13 +32,19 @@ def check_inputs(scene: Scene) -> list[str]:
     if ps.ct is not None or explicit_target:
         from ..anatomy import load_patient
 
-        patient = load_patient(scene)  # reads the CT, checks the target lies inside it
+        probe = scene
+        if ps.ct is None:  # the painted phantom has the planning CT's extent: no truth build
+            probe = scene.model_copy(update={"room": scene.room.model_copy(update={
+                "imaging": scene.room.imaging.model_copy(update={"live_images": "ideal"})})})
+        patient = load_patient(probe)  # reads the CT, checks the target lies inside it
         v = patient.volume
         what = f"CT {v.name}" if ps.ct is not None else f"phantom '{ps.phantom}'"
         checked.append(f"{what} read ({'x'.join(str(n) for n in v.hu.shape[::-1])} voxels), "
                        f"target inside it")
     else:
         checked.append(f"phantom '{ps.phantom}' (generated at run time; target: its lesion)")
+    if ps.ct_phases:
+        checked.append(_check_phases(ps))
     if scene.motion.trace.file is not None:
         from ..motion import MotionTruth
 
@@ -59,3 +65,17 @@ def run(args: argparse.Namespace) -> int:
     checked = check_inputs(scene)
     print(f"{args.scene}: ok (scene '{scene.name}'; {'; '.join(checked)})")
     return 0
+
+
+def _check_phases(ps) -> str:
+    """Read every 4D CT phase file; each must share the planning CT's grid (InputError)."""
+    from ..anatomy import read_ct
+    from ..errors import InputError
+
+    ref = read_ct(ps.ct)
+    for path in ps.ct_phases:
+        v = read_ct(path)
+        if v.shape != ref.shape or not np.allclose(v.ct_from_ijk, ref.ct_from_ijk, atol=1e-3):
+            raise InputError(f"patient.ct_phases: {path} has another grid than the planning "
+                             f"CT {ps.ct} (shape {v.shape} vs {ref.shape})")
+    return f"{len(ps.ct_phases)} 4D CT phase files read (same grid as the planning CT)"
