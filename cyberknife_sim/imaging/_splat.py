@@ -444,7 +444,21 @@ def project_sets(sets_and_points: Sequence[tuple[ParticleSet, ArrayLike]],
         if np.shape(points) != (len(pset), 3):
             raise ValueError(f"sets_and_points[{index}] ({pset.name!r}): points must have "
                              f"shape ({len(pset)}, 3) (got {np.shape(points)})")
-        pts, mass, mat, counts = _check_inputs(points, pset.mass_g, pset.material,
-                                                pset.size_mm, n_materials)
+        cached = _SET_COUNTS.get(pset)
+        if cached is not None and cached[0] == n_materials:
+            # the set's masses and materials were checked on its first projection (a set is
+            # frozen); positions and masses are checked again by the kernel
+            pts = np.ascontiguousarray(_as_float(np.asarray(points)))
+            mass = np.ascontiguousarray(_as_float(pset.mass_g))
+            mat, counts = cached[1], cached[2]
+        else:
+            pts, mass, mat, counts = _check_inputs(points, pset.mass_g, pset.material,
+                                                    pset.size_mm, n_materials)
+            _SET_COUNTS[pset] = (n_materials, mat, counts)
         _accumulate(acc, pts, mass, mat, counts, view, float(pset.size_mm))
     return (acc * _gain_map(view)).astype(np.float32)
+
+
+_SET_COUNTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per particle set (by identity): its checked uint8 materials and particles per material,
+so the material pass runs once per set, not once per view and exposure."""
