@@ -24,6 +24,9 @@ SCENE = str(REPO / "scenes" / "default.yaml")
 # The child runs ``cksim`` through main() like the console script; PRELUDE runs before it.
 CHILD = """\
 import os, signal, sys
+# Ctrl-C as in a terminal: a job started in the background by a non-interactive shell
+# inherits SIGINT ignored (POSIX), and cksim rightly keeps it ignored then
+signal.signal(signal.SIGINT, signal.default_int_handler)
 {prelude}
 from cyberknife_sim.cli import main
 print("ready", flush=True)
