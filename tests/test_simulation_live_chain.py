@@ -161,3 +161,15 @@ def test_cksim_phantom_writes_the_acquired_planning_ct(tmp_path, chain):
     np.testing.assert_array_equal(back.hu, chain.patient.volume.hu)
     info = json.loads((tmp_path / "ct.json").read_text())
     assert info["planning_ct"]["slice_thickness_mm"] == 1.5
+
+
+def test_inhale_planning_ct_holds_the_target_where_inhale_puts_it():
+    """An inhale planning CT: the target (the lesion's vertebra) sits at the breathing offset
+    of breath level 1 (2 mm along the default direction); the soft tissue differs from the
+    exhale CT far more than the noise."""
+    exhale = load_patient(_scene())
+    inhale = load_patient(_scene(planning_ct={"phase": "inhale"}))
+    d = np.array([0.0, -0.3, -1.0]) / np.linalg.norm([0.0, -0.3, -1.0])
+    np.testing.assert_allclose(inhale.target_ct_mm - exhale.target_ct_mm, 2.0 * d, atol=1e-9)
+    diff = np.abs(inhale.volume.hu.astype(float) - exhale.volume.hu.astype(float))
+    assert np.percentile(diff, 99.9) > 200  # the diaphragm moved by 10 mm

@@ -108,18 +108,23 @@ def _4dct_truth(paths: tuple[str, ...], levels: tuple[float, ...]):
     return truth_from_4dct(paths, levels)
 
 
+def _inhale_offset_ct_mm(scene: Scene) -> NDArray[np.float64]:
+    """The target vertebra's offset at an average inhale (breath level 1; CT mm = room axes
+    at the planned alignment); zero when breathing does not move the spine."""
+    m = scene.motion
+    if not m.breathing_moves_spine:
+        return np.zeros(3)
+    direction = np.asarray(m.breathing.direction, np.float64)
+    return m.breathing.target_amplitude_mm * direction / np.linalg.norm(direction)
+
+
 def planning_offset_ct_mm(scene: Scene) -> NDArray[np.float64]:
     """Where the target's vertebra sits in the planning CT relative to exhale (CT mm): zero
     at exhale, the breathing offset at inhale (breath level 1), its mean over one breath for
     a free-breathing average; zero when breathing does not move the spine."""
     from ._acquire import breath_phase_levels
 
-    m = scene.motion
-    if not m.breathing_moves_spine:
-        return np.zeros(3)
-    direction = np.asarray(m.breathing.direction, np.float64)
-    direction = direction / np.linalg.norm(direction)
-    inhale = m.breathing.target_amplitude_mm * direction
+    inhale = _inhale_offset_ct_mm(scene)
     phase = scene.patient.planning_ct.phase
     if phase == "exhale":
         return np.zeros(3)
@@ -143,19 +148,11 @@ def acquire_planning_ct(scene: Scene, truth_model, *, painted: Volume) -> Volume
     center = 0.5 * (lo + hi)
     origin = np.array([center[0] - (ni - 1) * pc.pixel_mm / 2,
                        center[1] - (nj - 1) * pc.pixel_mm / 2, lo[2]])
-    amp = float(scene.motion.breathing.amplitude_mm)
-
-    class _Bound:  # the truth with the scene's diaphragm amplitude
-        def positions_ct(self, level, offset):
-            return truth_model.positions_ct(level, offset, diaphragm_amplitude_mm=amp)
-
-    inhale = planning_offset_ct_mm(scene) if pc.phase == "inhale" else None
-    if inhale is None:
-        m = scene.motion
-        d = np.asarray(m.breathing.direction, np.float64)
-        inhale = (m.breathing.target_amplitude_mm * d / np.linalg.norm(d)
-                  if m.breathing_moves_spine else np.zeros(3))
-    items = planning_positions(_Bound(), pc.phase, target_offset_at_inhale_ct_mm=inhale)
+    bound = SceneTruth(model=truth_model,
+                       diaphragm_amplitude_mm=float(scene.motion.breathing.amplitude_mm),
+                       target_ct_mm=np.zeros(3))
+    items = planning_positions(bound, pc.phase,
+                               target_offset_at_inhale_ct_mm=_inhale_offset_ct_mm(scene))
     rng = np.random.default_rng([int(scene.simulation.seed), 0x0C7])
     return acquire_ct(items, origin_ct_mm=origin, shape=(nk, nj, ni), pixel_mm=pc.pixel_mm,
                       slice_mm=pc.slice_thickness_mm, noise_hu=pc.noise_hu, rng=rng,
