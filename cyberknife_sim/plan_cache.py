@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from functools import lru_cache
 from importlib import metadata
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._cache_dirs import CACHE_DIR_ENV, cache_folder, cache_switch_on
 from .errors import InputError
 from .plan import PLAN_CODE_VERSION, Plan, generate_plan, plan_from_dict, plan_to_dict
 from .robot import RobotWorld
@@ -49,8 +49,6 @@ from .scene import Scene
 __all__ = ["CACHE_DIR_ENV", "cached_plan", "plan_cache_dir", "plan_cache_enabled",
            "plan_cache_key"]
 
-CACHE_DIR_ENV = "CKSIM_CACHE_DIR"
-"""Environment variable: the cyberknife_sim cache folder (plans go in its ``plans/``)."""
 CACHE_SWITCH_ENV = "CKSIM_PLAN_CACHE"
 """Environment variable: ``0``, ``off``, ``false`` or ``no`` turns the plan cache off."""
 ENTRY_FORMAT = "cksim-plan-cache"
@@ -62,22 +60,12 @@ _ROOM_EXCLUDE = {"robot": {"servo_lag_s", "encoder_noise_deg", "command_latency_
 
 def plan_cache_enabled() -> bool:
     """False when ``CKSIM_PLAN_CACHE`` is ``0``, ``off``, ``false`` or ``no``."""
-    return os.environ.get(CACHE_SWITCH_ENV, "").strip().lower() not in ("0", "off", "false",
-                                                                         "no")
+    return cache_switch_on(CACHE_SWITCH_ENV)
 
 
 def plan_cache_dir() -> Path:
     """Folder of the plan cache (see the module docstring); not created here."""
-    root = os.environ.get(CACHE_DIR_ENV, "").strip()
-    if root:
-        return Path(root).expanduser() / "plans"
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "cyberknife_sim" / "plans"
+    return cache_folder("plans")
 
 
 @lru_cache(maxsize=1)

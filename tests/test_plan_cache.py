@@ -5,6 +5,7 @@ regenerated, writes are atomic, the cache can be turned off."""
 from __future__ import annotations
 
 import json
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -178,7 +179,7 @@ def test_the_cache_can_be_turned_off(world, cache_dir, monkeypatch):
 def test_cache_folder_defaults_to_the_user_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("CKSIM_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    if plan_cache.sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux"):
         assert plan_cache.plan_cache_dir() == tmp_path / "cyberknife_sim" / "plans"
     monkeypatch.setenv("CKSIM_CACHE_DIR", str(tmp_path / "mine"))
     assert plan_cache.plan_cache_dir() == tmp_path / "mine" / "plans"

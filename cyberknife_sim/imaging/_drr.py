@@ -57,8 +57,8 @@ from scipy import sparse
 
 from ..anatomy import Volume
 from ..errors import InputError
-from ..geometry import check_transform
 from ._geometry import ViewGeometry
+from ._views import MultiViewRenderer
 
 __all__ = ["DrrRenderer"]
 
@@ -324,7 +324,7 @@ def _scale_by_path_length(acc, base, a_u, a_v, step, denom):  # pragma: no cover
             row[y] *= np.float32(np.sqrt(q0 * q0 + q1 * q1 + q2 * q2) / denom)
 
 
-class DrrRenderer:
+class DrrRenderer(MultiViewRenderer):
     """Digitally reconstructed radiographs of one CT for a fixed set of views.
 
     Parameters
@@ -442,29 +442,6 @@ class DrrRenderer:
     def accumulator(self) -> str:
         """The sum over slabs, ``"numba"`` or ``"sparse"`` (set in the constructor)."""
         return self._accumulator
-
-    def render(self, room_from_ct: ArrayLike) -> tuple[NDArray[np.float32], ...]:
-        """Line integrals ∫μ dl for every view, in view order.
-
-        Parameters
-        ----------
-        room_from_ct : array-like, shape (4, 4)
-            Pose of the CT in the room (rigid, mm).
-
-        Returns
-        -------
-        tuple of ndarray, each shape ``view.shape`` (rows, cols), float32
-            Dimensionless line integrals from the source to each pixel center.
-        """
-        m = check_transform(room_from_ct, name="room_from_ct")
-        return tuple(self._render(m, v) for v in self.views)
-
-    def render_view(self, room_from_ct: ArrayLike, index: int) -> NDArray[np.float32]:
-        """Line integrals of one view (``self.views[index]``); see :meth:`render`."""
-        if not -len(self.views) <= index < len(self.views):
-            raise IndexError(f"view index {index} out of range for {len(self.views)} views")
-        return self._render(check_transform(room_from_ct, name="room_from_ct"),
-                            self.views[index])
 
     # --- internals ----------------------------------------------------------------------
     def _slab_stack(self, axis: int, *, padded: bool = False) -> NDArray[np.float32]:

@@ -30,8 +30,8 @@ from numba import njit, prange
 from numpy.typing import ArrayLike, NDArray
 
 from ..anatomy import Volume
-from ..geometry import check_transform
 from ._geometry import ViewGeometry
+from ._views import MultiViewRenderer
 
 __all__ = ["ExactDrrRenderer", "exact_drr"]
 
@@ -177,7 +177,7 @@ def _trim_air(volume: Volume, mu: NDArray[np.float32]) -> tuple[Volume, NDArray[
     return cropped, np.ascontiguousarray(mu[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
 
 
-class ExactDrrRenderer:
+class ExactDrrRenderer(MultiViewRenderer):
     """Exact (Siddon/Jacobs) DRRs of one CT's voxel boxes for a fixed set of views.
 
     Same call contract as :class:`~._drr.DrrRenderer` (``render(room_from_ct)`` → one
@@ -218,29 +218,6 @@ class ExactDrrRenderer:
         self.mu_water_per_mm = float(mu_water_per_mm)
         self.supersample = int(supersample)
         self.volume, self._mu = _trim_air(volume, volume.mu_per_mm(self.mu_water_per_mm))
-
-    def render(self, room_from_ct: ArrayLike) -> tuple[NDArray[np.float32], ...]:
-        """Exact line integrals ∫μ dl for every view, in view order.
-
-        Parameters
-        ----------
-        room_from_ct : array-like, shape (4, 4)
-            Pose of the CT in the room (rigid, mm).
-
-        Returns
-        -------
-        tuple of ndarray, each shape ``view.shape`` (rows, cols), float32
-            Dimensionless line integrals from the source to each pixel center.
-        """
-        m = check_transform(room_from_ct, name="room_from_ct")
-        return tuple(self._render(m, v) for v in self.views)
-
-    def render_view(self, room_from_ct: ArrayLike, index: int) -> NDArray[np.float32]:
-        """Line integrals of one view (``self.views[index]``); see :meth:`render`."""
-        if not -len(self.views) <= index < len(self.views):
-            raise IndexError(f"view index {index} out of range for {len(self.views)} views")
-        return self._render(check_transform(room_from_ct, name="room_from_ct"),
-                            self.views[index])
 
     def _render(self, room_from_ct: NDArray[np.float64], view: ViewGeometry) -> NDArray:
         ijk_from_room = np.linalg.inv(room_from_ct @ self.volume.ct_from_ijk)

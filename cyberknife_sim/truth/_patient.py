@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import os
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from .._cache_dirs import cache_folder, cache_switch_on
 from ..scene._truth import TruthSettings
 from ._particles import ParticleSet
 
@@ -41,7 +41,6 @@ __all__ = ["TRUTH_CODE_VERSION", "TruthAnatomy", "TruthPatient", "cached_truth",
 
 TRUTH_CODE_VERSION = 1
 """Bump when the particles of a given (params, seed, settings) change."""
-CACHE_DIR_ENV = "CKSIM_CACHE_DIR"
 CACHE_SWITCH_ENV = "CKSIM_TRUTH_CACHE"
 # settings that only move particles (not in the cache key: motion is computed at load)
 _MOTION_ONLY = ("vertebra_motion_spread", "vertebra_rotation_deg", "rib_rotation_deg",
@@ -230,22 +229,12 @@ class TruthPatient:
 # ---- cache ------------------------------------------------------------------------------
 def truth_cache_enabled() -> bool:
     """False when ``CKSIM_TRUTH_CACHE`` is ``0``, ``off``, ``false`` or ``no``."""
-    return os.environ.get(CACHE_SWITCH_ENV, "").strip().lower() not in ("0", "off", "false",
-                                                                         "no")
+    return cache_switch_on(CACHE_SWITCH_ENV)
 
 
 def truth_cache_dir() -> Path:
     """Folder of the truth-patient cache (``truth/`` beside the plan cache); not created."""
-    root = os.environ.get(CACHE_DIR_ENV, "").strip()
-    if root:
-        return Path(root).expanduser() / "truth"
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "cyberknife_sim" / "truth"
+    return cache_folder("truth")
 
 
 @functools.lru_cache(maxsize=1)
