@@ -53,31 +53,22 @@ class SceneTruth:
                                        diaphragm_amplitude_mm=self.diaphragm_amplitude_mm)
 
 
-def _scene_key(scene: Scene) -> tuple:
-    ps = scene.patient
-    return (ps.phantom, str(ps.ct) if ps.ct is not None else None, ps.truth,
-            int(scene.simulation.seed), float(scene.motion.breathing.amplitude_mm))
-
-
 def load_truth_patient(scene: Scene) -> SceneTruth:
     """The truth patient of ``scene`` (cached in memory per patient, truth settings, seed
     and breathing amplitude; the phantom's particles also on disk)."""
     from ..anatomy import load_patient
 
     ps = scene.patient
-    amp = float(scene.motion.breathing.amplitude_mm)
+    patient = load_patient(scene)
+    target = np.asarray(patient.target_ct_mm, np.float64)
     if ps.uses_phantom:
         model = _phantom_truth(ps.phantom or "default", int(scene.simulation.seed), ps.truth)
-        patient = load_patient(scene)
-        target = np.asarray(patient.target_ct_mm, np.float64) - planning_offset_ct_mm(scene)
+        target = target - planning_offset_ct_mm(scene)  # the truth is at exhale
     elif ps.ct_phases:
-        patient = load_patient(scene)
         model = _4dct_truth(tuple(str(p) for p in ps.ct_phases), tuple(ps.ct_phase_levels))
-        target = np.asarray(patient.target_ct_mm, np.float64)
     else:
-        patient = load_patient(scene)
-        model = _ct_truth(scene, patient.volume, tuple(patient.target_ct_mm))
-        target = np.asarray(patient.target_ct_mm, np.float64)
+        model = _ct_truth(patient.volume, tuple(target))
+    amp = float(scene.motion.breathing.amplitude_mm)
     return SceneTruth(model=model, diaphragm_amplitude_mm=amp, target_ct_mm=target)
 
 
@@ -89,15 +80,10 @@ def _phantom_truth(preset: str, seed: int, settings):
     return build_truth_phantom(load_preset(preset), seed=seed, settings=settings)
 
 
-def _ct_truth(scene: Scene, volume: Volume, target: tuple[float, ...]):
-    return _ct_truth_cached(str(scene.patient.ct), volume, target)
-
-
 @functools.lru_cache(maxsize=2)
-def _ct_truth_cached(path: str, volume: Volume, target: tuple[float, ...]):
+def _ct_truth(volume: Volume, target: tuple[float, ...]):
     from ._userct import truth_from_ct
 
-    del path  # part of the cache key only
     return truth_from_ct(volume, target_ct_mm=np.asarray(target))
 
 
