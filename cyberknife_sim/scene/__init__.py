@@ -5,6 +5,7 @@ Every key is documented in ``scenes/README.md`` (generated from these models by
 """
 
 from ._base import Section, Vec3
+from ._dose import DoseSettings, GammaCriterion
 from ._dump import scene_to_yaml
 from ._livexray import LiveXraySettings
 from ._load import Scene, load_scene, scene_from_dict
@@ -42,6 +43,8 @@ __all__ = [
     "CorrelationSettings",
     "CouchSettings",
     "CoughSettings",
+    "DoseSettings",
+    "GammaCriterion",
     "ImagingScheduleSettings",
     "ImagingSettings",
     "InterlockSettings",

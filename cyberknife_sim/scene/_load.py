@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ..errors import SceneError
 from ._base import Section
+from ._dose import DoseSettings
 from ._motion import MotionSettings
 from ._patient import PatientSettings
 from ._plan import PlanSettings
@@ -38,6 +39,8 @@ class Scene(Section):
                                        description="tracking")
     simulation: SimulationSettings = Field(default_factory=SimulationSettings,
                                            description="simulation clock")
+    dose: DoseSettings = Field(default_factory=DoseSettings,
+                               description="planned and delivered dose")
     source: Path | None = Field(None, exclude=True,
                                 description="(set by the loader) the scene file")
 

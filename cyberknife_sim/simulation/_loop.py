@@ -634,6 +634,8 @@ class TreatmentLoop:
         m = self.m_all[:n]
         tgt = np.einsum("nij,nj->ni", m[:, :3, :3], x0) + m[:, :3, 3] + self.offset_all[:n]
         rec.target_true[:n] = tgt
+        rec.room_from_anatomy[:n] = m
+        rec.target_offset[:n] = self.offset_all[:n]
         d = rec.beam_direction[:n]
         err = perpendicular(rec.beam_source[:n] - tgt, d)
         rec.error_vec[:n] = err

@@ -14,7 +14,7 @@ __all__ = ["LoopRecord", "perpendicular"]
 
 STEP_ARRAYS = ("time_s", "target_true", "target_commanded", "beam_source", "beam_direction",
                "error_vec", "beam_on_s", "beam_index", "hold_mask", "ext_true",
-               "ext_predicted", "robot_error_mm")
+               "ext_predicted", "robot_error_mm", "room_from_anatomy", "target_offset")
 """The per-step arrays of :class:`LoopRecord` (besides ``components``)."""
 
 
@@ -51,6 +51,11 @@ class LoopRecord:
         True external signal and the predicted one the command used (mm).
     robot_error_mm : ndarray, shape (n,)
         Robot following error (mm).
+    room_from_anatomy : ndarray, shape (n, 4, 4)
+        True rigid pose of the anatomy (spine) at each step (truth side; mm).
+    target_offset : ndarray, shape (n, 3)
+        True breathing offset of the target on top of that pose (room mm): the target's
+        frame maps as ``x_room = room_from_anatomy @ x_anat + target_offset``.
     events : list of dict
         ``{"time_s", "kind", ...}`` in time order.
     """
@@ -68,6 +73,8 @@ class LoopRecord:
     ext_true: NDArray[np.float64]
     ext_predicted: NDArray[np.float64]
     robot_error_mm: NDArray[np.float64]
+    room_from_anatomy: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 4, 4)))
+    target_offset: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
     events: list[dict] = field(default_factory=list)
     n_steps: int = 0
     mu_delivered: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
@@ -93,6 +100,7 @@ class LoopRecord:
                    beam_index=np.full(n, -1, dtype=np.int64),
                    hold_mask=np.zeros(n, dtype=np.int64), ext_true=np.full(n, np.nan),
                    ext_predicted=np.full(n, np.nan), robot_error_mm=np.full(n, np.nan),
+                   room_from_anatomy=np.full((n, 4, 4), np.nan), target_offset=z3(),
                    mu_delivered=np.zeros(n_beams))
 
     def truncate(self) -> None:
