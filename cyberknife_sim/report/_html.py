@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import COMPONENTS
+from ._dose import dose_section
 from ._plots import PLOTS
 from ._script import PAGE_JS
 from ._series import MAX_POINTS, hold_bands
@@ -220,7 +221,7 @@ def _figure(blocks: dict[str, str], name: str, png: Path, caption: str) -> str:
 
 
 def write_report(out_dir: Path, summary: dict, beam_rows: list[dict], plots: list[Path], *,
-                 record=None, beams=None, scene=None) -> Path:
+                 record=None, beams=None, scene=None, dose=None) -> Path:
     """Write ``report.html`` into ``out_dir`` (self-contained) and return its path.
 
     Parameters
@@ -232,16 +233,20 @@ def write_report(out_dir: Path, summary: dict, beam_rows: list[dict], plots: lis
     beam_rows : list of dict
         Per-beam statistics (``beams.csv``).
     plots : list of Path
-        The PNGs of :func:`write_plots`, in the order of :data:`PLOTS`.
+        The PNGs of :func:`write_plots`, in the order of :data:`PLOTS` (then the dose
+        plots, if any).
     record : LoopRecord, optional
         The run's record: interactive plots, hold list and miss counts (PNGs only without).
     beams : list of Beam, optional
         The plan (aim points for the tracking figure).
     scene : Scene, optional
         The resolved scene, shown as YAML (else ``out_dir/scene.yaml`` if there is one).
+    dose : DoseResult, optional
+        The run's dose: a "Dose" section (metrics, cord margin, the dose plots; written here
+        if ``plots`` lacks them). No section without it.
     """
     out_dir = Path(out_dir)
-    png = dict(zip(PLOTS, plots, strict=True))
+    png = dict(zip(PLOTS, plots[:len(PLOTS)], strict=True))
     plotly_js, blocks = _interactive(record, beams, summary)
     comp = summary["error_components_mm"]
     status = (f'<p class="bad">Stopped early: {html.escape(summary["stopped_early"])}</p>'
@@ -289,6 +294,7 @@ each X-ray pair: <b>{html.escape(summary.get('target_localization') or 'n/a')}</
 {_figure(blocks, 'tracking', png[PLOTS[2]], decimation)}
 <h2>Beams</h2>
 {_img(png[PLOTS[4]])}
+{dose_section(out_dir, dose, plots[len(PLOTS):])}
 <h2>Beam holds (s, by interlock; reasons can overlap)</h2>
 {_holds_tables(summary, record)}
 <details id="events-section"><summary>Events ({len(events)})</summary>

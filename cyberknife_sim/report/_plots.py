@@ -400,7 +400,8 @@ def plot_beams_3d(path: Path, rec, beams, scene=None) -> Path:
     return _save(fig, path)
 
 
-def write_plots(out_dir: Path, rec, beams, summary: dict, *, scene=None) -> list[Path]:
+def write_plots(out_dir: Path, rec, beams, summary: dict, *, scene=None,
+                dose=None) -> list[Path]:
     """Write the PNG plots of a run into ``out_dir`` (the names in :data:`PLOTS`).
 
     Parameters
@@ -415,15 +416,22 @@ def write_plots(out_dir: Path, rec, beams, summary: dict, *, scene=None) -> list
         The run summary (``RunSummary.to_dict()``: titles, statistics).
     scene : Scene, optional
         The couch and patient size for the 3-D picture (defaults otherwise).
+    dose : DoseResult, optional
+        The run's dose: its plots (:data:`~._dose.DOSE_PLOTS`) follow the others.
 
     Returns
     -------
     list of Path
-        The PNGs, in the order of :data:`PLOTS`.
+        The PNGs, in the order of :data:`PLOTS` (then the dose plots, with ``dose``).
     """
     out = Path(out_dir)
-    return [plot_error_vs_time(out / PLOTS[0], rec, summary),
+    pngs = [plot_error_vs_time(out / PLOTS[0], rec, summary),
             plot_histogram(out / PLOTS[1], rec, summary),
             plot_target_tracking(out / PLOTS[2], rec, beams),
             plot_components(out / PLOTS[3], rec, beams, summary),
             plot_beams_3d(out / PLOTS[4], rec, beams, scene)]
+    if dose is not None:
+        from ._dose import write_dose_plots
+
+        pngs += write_dose_plots(out, dose)
+    return pngs
