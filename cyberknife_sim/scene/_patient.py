@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ._base import ScenePath, Section, bounded_vec3, items, resolve_scene_path
+from ._structures import StructuresSettings
 from ._truth import TruthSettings
 
 __all__ = ["PatientSettings", "PlanningCtSettings"]
@@ -72,6 +73,10 @@ class PatientSettings(Section):
     truth: TruthSettings = Field(
         default_factory=TruthSettings,
         description="the 4D truth patient the live images see (realistic live images)")
+    structures: StructuresSettings = Field(
+        default_factory=StructuresSettings,
+        description="the target and cord structures for the dose (phantom, label map or "
+        "RTSTRUCT)")
 
     @field_validator("ct")
     @classmethod
