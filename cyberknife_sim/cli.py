@@ -42,6 +42,7 @@ COMMANDS = (
     "drr",
     "xray",
     "register",
+    "qa",
     "bench",
 )
 """Modules of :mod:`cyberknife_sim.commands`, in the order ``cksim --help`` lists them."""
