@@ -53,7 +53,8 @@ def structure_colors(dose) -> dict[str, str]:
 
 def dvh_curve(dose_gy: np.ndarray, mask: np.ndarray, voxel_cc: float, *,
               levels_gy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative DVH: the volume of ``mask`` receiving at least each dose level.
+    """Cumulative DVH: the volume of ``mask`` receiving at least each dose level
+    (:func:`cyberknife_sim.dose._dvh.cumulative_dvh` on the report's dose levels).
 
     Parameters
     ----------
@@ -71,18 +72,14 @@ def dvh_curve(dose_gy: np.ndarray, mask: np.ndarray, voxel_cc: float, *,
     levels_gy, volume_cc : ndarray
         ``volume_cc[n]`` = voxel_cc × (number of voxels of ``mask`` with dose ≥ levels_gy[n]).
     """
-    dose_gy = np.asarray(dose_gy)
+    from ..dose._dvh import cumulative_dvh  # the dose package only when a report has dose
+
     mask = np.asarray(mask, dtype=bool)
-    if dose_gy.shape != mask.shape:
-        raise InputError(f"dose report: DVH dose shape {dose_gy.shape} != mask shape "
-                         f"{mask.shape}")
-    d = np.sort(dose_gy[mask].astype(np.float64))
     if levels_gy is None:
-        top = 1.05 * d[-1] if d.size else 1.0
-        levels_gy = np.linspace(0.0, max(top, 1e-9), 400)
-    levels = np.asarray(levels_gy, dtype=np.float64)
-    count = d.size - np.searchsorted(d, levels, side="left")
-    return levels, count * float(voxel_cc)
+        d = np.asarray(dose_gy)
+        top = float(d[mask].max()) if d.shape == mask.shape and mask.any() else 0.0
+        levels_gy = np.linspace(0.0, max(1.05 * top, 1e-9), 400)
+    return cumulative_dvh(dose_gy, mask, voxel_cc, bins_gy=np.asarray(levels_gy, np.float64))
 
 
 def _doses(dose) -> list[tuple[str, str, np.ndarray]]:
