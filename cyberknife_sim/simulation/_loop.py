@@ -206,6 +206,7 @@ class TreatmentLoop:
         self._levers: tuple | None = None  # cached per (beam, accepted pair)
         self._guard_seen = (0, 0, False)
         self._wall_imaging = 0.0
+        self.plan_dose = None  # the session's plan dose (dose.PlanDose), never read by the loop
         if beams:
             robot.goto(beams[0])
 

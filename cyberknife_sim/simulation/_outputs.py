@@ -76,6 +76,9 @@ class RunSummary:
         predictions, time in fallback); its actions are also ``predictor_guard`` events.
     events : list of dict
         The event log (``time_s``, ``kind``, details).
+    dose : dict or None
+        Planned vs delivered dose (``planned``, ``delivered``: ``target`` and ``cord``
+        metrics; ``gamma`` pass rates); None when the scene's dose is off.
     outputs : tuple of str
         Files of the run folder (set by ``write_run``).
     """
@@ -117,6 +120,7 @@ class RunSummary:
     n_steps: int
     time_step_s: float
     events: list[dict] = field(default_factory=list)
+    dose: dict[str, Any] | None = None
     outputs: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:

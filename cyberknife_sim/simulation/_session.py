@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +33,9 @@ from ._outputs import (
 )
 from ._record import LoopRecord
 from ._seams import ImagerSeam, RobotSeam
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..dose import DoseResult, PlanDose
 
 __all__ = ["RunResult", "build_loop", "resolve_scene", "simulate", "write_run", "write_video"]
 
@@ -57,6 +60,8 @@ class RunResult:
         Per-beam statistics (``beams.csv``).
     robot : RobotSeam
         The robot that ran (the PyBullet one renders the video).
+    dose : DoseResult or None
+        Planned and delivered dose (None when the scene's dose is off).
     """
 
     scene: Scene
@@ -65,6 +70,7 @@ class RunResult:
     beams: list[Beam]
     beam_rows: list[dict]
     robot: RobotSeam
+    dose: DoseResult | None = None
 
     @property
     def timeseries(self) -> dict[str, NDArray]:
@@ -121,10 +127,18 @@ def build_loop(scene: Scene, *, seed: int | None = None, duration_s: float | Non
     rng_truth, rng_camera, rng_imaging, rng_plan = np.random.default_rng(sim.seed).spawn(4)
     truth = MotionTruth.from_scene(scene, rng_truth)
     camera = MarkerCamera(scene.tracking.markers, truth, rng_camera)
+    generated = beams is None and scene.plan.file is None
     if beams is None or robot is None:
         from ._robot import build_plan_and_robot
 
         beams, robot = build_plan_and_robot(scene, rng=rng_plan, beams=beams, robot=robot)
+    plan_dose = None
+    if scene.dose.enabled:
+        from ..anatomy.patient import load_patient
+        from ..dose import plan_dose as _plan_dose
+
+        plan_dose, beams = _plan_dose(scene, load_patient(scene), list(beams),
+                                      optimize=generated and scene.dose.optimize_mu)
     if isinstance(imaging, str):
         if imaging not in ("xray", "truth"):
             raise InputError(f"imaging must be xray or truth (got {imaging!r})")
@@ -133,8 +147,10 @@ def build_loop(scene: Scene, *, seed: int | None = None, duration_s: float | Non
             breathing=lambda t: truth.breathing(t, internal=True))
     else:
         imager = imaging
-    return TreatmentLoop(scene, beams=beams, truth=truth, camera=camera, imager=imager,
+    loop = TreatmentLoop(scene, beams=beams, truth=truth, camera=camera, imager=imager,
                          robot=robot, duration_s=sim.duration_s, snapshot_every_s=video_every_s)
+    loop.plan_dose = plan_dose
+    return loop
 
 
 def simulate(scene: Scene, *, seed: int | None = None, duration_s: float | None = None,
@@ -182,20 +198,27 @@ def simulate(scene: Scene, *, seed: int | None = None, duration_s: float | None 
     scene, beams, imager, robot = loop.scene, loop.beams, loop.imager, loop.robot
     setup_wall = time.perf_counter() - wall0
     cb = None if progress is None else (lambda k: progress(k, loop.n_steps))
+    pd = loop.plan_dose
     try:
         rec = loop.run(cb)
     except StoppedEarly as exc:
-        exc.result = _result(exc.record, beams, scene, imager, robot, setup_wall)
+        exc.result = _result(exc.record, beams, scene, imager, robot, setup_wall, pd)
         raise
-    return _result(rec, beams, scene, imager, robot, setup_wall)
+    return _result(rec, beams, scene, imager, robot, setup_wall, pd)
 
 
 def _result(rec: LoopRecord, beams: list[Beam], scene: Scene, imager: ImagerSeam,
-            robot: RobotSeam, setup_wall: float) -> RunResult:
+            robot: RobotSeam, setup_wall: float, plan_dose: PlanDose | None) -> RunResult:
     summary, rows = summarize(rec, beams, scene=scene, imaging=imager.method,
                               setup_wall_s=setup_wall, localization=imager.localization)
+    dose = None
+    if plan_dose is not None:
+        from ..dose import run_dose
+
+        dose = run_dose(plan_dose, scene, beams, rec)
+        summary = replace(summary, dose=dose.metrics)
     return RunResult(scene=scene, summary=summary, record=rec, beams=beams, beam_rows=rows,
-                     robot=robot)
+                     robot=robot, dose=dose)
 
 
 def write_run(out_dir: str | Path, result: RunResult, *, plots: bool = True,
@@ -218,14 +241,19 @@ def write_run(out_dir: str | Path, result: RunResult, *, plots: bool = True,
     files = {"scene": out / "scene.yaml", "summary": out / "summary.json",
              "timeseries": out / "timeseries.csv", "beams": out / "beams.csv"}
     files["scene"].write_text(scene_to_yaml(result.scene), encoding="utf-8")
+    if result.dose is not None:
+        from ..dose import write_dose_files
+
+        files.update(write_dose_files(out, result.dose))
     write_timeseries_csv(files["timeseries"], result.record)
     write_beams_csv(files["beams"], result.beam_rows, result.beams)
     if plots:
         from ..report import write_plots, write_report
 
         plain = result.summary.to_dict()
-        pngs = write_plots(out, result.record, result.beams, plain, scene=result.scene)
-        files["report"] = write_report(out, plain, result.beam_rows, pngs,
+        pngs = write_plots(out, result.record, result.beams, plain, scene=result.scene,
+                           dose=result.dose)
+        files["report"] = write_report(out, plain, result.beam_rows, pngs, dose=result.dose,
                                        record=result.record, beams=result.beams,
                                        scene=result.scene)
         files.update({p.stem: p for p in pngs})
