@@ -3,7 +3,9 @@
 The simulated end-to-end (E2E) test on the virtual ball-cube phantom (see
 :mod:`cyberknife_sim.qa`): for each repeat (seeds N, N+1, ...) it prints the two film errors
 (mm), the total targeting error and pass/fail against TG-135's limit (0.95 mm static,
-1.5 mm with ``--motion``); writes ``DIR/ball_cube_ct.nii.gz``, per repeat the film dose
+1.5 mm with ``--motion``). A film's error is its delivered 50 % isodose centroid minus the
+planned dose's (the plan's own offset from the ball is reported in the JSON; see
+:mod:`cyberknife_sim.qa._e2e`). Writes ``DIR/ball_cube_ct.nii.gz``, per repeat the film dose
 arrays (``film_<name>[_<seed>].npy``, Gy, ``[v, u]`` rows = z increasing, 0.5 mm pixels) and
 images (``film_<name>[_<seed>].png``: the dose, its 50 % isodose line and the ball centre),
 and ``DIR/qa_e2e.json``. Exit 0 when every repeat passes, 1 when one fails.
@@ -68,8 +70,10 @@ def _check(args: argparse.Namespace) -> Path:
 
 
 def write_film_png(path: Path, dose_gy: np.ndarray, u_mm: np.ndarray, v_mm: np.ndarray, *,
-                   contour_mm: np.ndarray, error_mm: np.ndarray, title: str) -> None:
-    """A film image: dose (Gy), its isodose polygon, the ball centre (+) and the centroid (x)."""
+                   contour_mm: np.ndarray, centroid_mm: np.ndarray,
+                   plan_centroid_mm: np.ndarray, title: str) -> None:
+    """A film image: the delivered dose (Gy), its 50 % isodose polygon, the ball centre (+),
+    the delivered (x) and planned (o) isodose centroids; mm relative to the ball centre."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,7 +86,10 @@ def write_film_png(path: Path, dose_gy: np.ndarray, u_mm: np.ndarray, v_mm: np.n
     fig.colorbar(im, ax=ax, label="dose (Gy)")
     ax.plot(contour_mm[:, 0], contour_mm[:, 1], "w-", lw=1.2, label="50 % isodose")
     ax.plot([0], [0], "r+", ms=14, mew=2, label="ball centre")
-    ax.plot([error_mm[0]], [error_mm[1]], "wx", ms=8, mew=1.5, label="isodose centroid")
+    ax.plot([centroid_mm[0]], [centroid_mm[1]], "wx", ms=8, mew=1.5,
+            label="delivered centroid")
+    ax.plot([plan_centroid_mm[0]], [plan_centroid_mm[1]], "o", mfc="none", mec="orange", ms=8,
+            label="planned centroid")
     names = ("x", "z") if title.startswith("coronal") else ("y", "z")
     ax.set_xlabel(f"{names[0]} - ball (mm, CT)")
     ax.set_ylabel(f"{names[1]} - ball (mm, CT)")
@@ -105,10 +112,12 @@ def run_e2e_command(args: argparse.Namespace) -> int:
         res = run_e2e(out, seed=seed, motion=args.motion, n_beams=args.beams,
                       total_mu=args.mu, live_images=args.live_images, ball=ball)
         tag = "" if args.repeats == 1 else f"_{seed}"
-        for f, img, film in zip(res.films, res.film_doses_gy, ball.films, strict=True):
+        for f, p, img, film in zip(res.films, res.plan_films, res.film_doses_gy, ball.films,
+                                   strict=True):
             np.save(out / f"film_{f.name}{tag}.npy", img.astype(np.float32))
             write_film_png(out / f"film_{f.name}{tag}.png", img, film.u_mm, film.v_mm,
-                           contour_mm=f.contour_mm, error_mm=f.error_mm,
+                           contour_mm=f.contour_mm, centroid_mm=f.error_mm + p.error_mm,
+                           plan_centroid_mm=p.error_mm,
                            title=f"{f.name} film, seed {seed}: error "
                            f"({f.error_mm[0]:+.2f}, {f.error_mm[1]:+.2f}) mm")
         cor, sag = res.films
