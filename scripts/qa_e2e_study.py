@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--motion", action="store_true")
     args = ap.parse_args()
 
+    from cyberknife_sim.errors import CksimError
     from cyberknife_sim.qa import make_ball_cube_phantom, run_e2e
 
     out = Path(args.out)
@@ -70,8 +71,17 @@ def main() -> None:
             if (live, seed, args.motion, args.beams) in done:
                 continue
             t0 = time.perf_counter()
-            res = run_e2e(out / "ct", seed=seed, motion=args.motion, n_beams=args.beams,
-                          total_mu=args.mu, live_images=live, ball=ball)
+            try:
+                res = run_e2e(out / "ct", seed=seed, motion=args.motion, n_beams=args.beams,
+                              total_mu=args.mu, live_images=live, ball=ball)
+            except CksimError as exc:  # a run the interlocks stopped: counted, not measured
+                row = {"live_images": live, "seed": seed, "motion": args.motion,
+                       "beams": args.beams, "mu": args.mu, "stopped": str(exc)}
+                rows.append(row)
+                with log.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"{live:9s} seed {seed:3d}: {exc}", flush=True)
+                continue
             row = {**res.to_dict(), "motion": args.motion, "beams": args.beams,
                    "mu": args.mu, "wall_s": round(time.perf_counter() - t0, 1)}
             rows.append(row)
@@ -83,6 +93,10 @@ def main() -> None:
     for live in args.live_images:
         sel = [r for r in rows if r["live_images"] == live and r["motion"] == args.motion
                and r["beams"] == args.beams]
+        stopped = [r for r in sel if "stopped" in r]
+        sel = [r for r in sel if "stopped" not in r]
+        if stopped:
+            print(f"{live}: {len(stopped)} run(s) stopped by an interlock")
         if sel:
             s = summarize(sel)
             print(f"{live}: n={s['n']} total {s['mean_mm']:.2f} +- {s['sd_mm']:.2f} mm, median "

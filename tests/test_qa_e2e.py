@@ -73,3 +73,53 @@ def test_static_e2e_run_agrees_with_its_own_record(tmp_path, capsys):
         assert img.shape == (121, 121) and img.max() > 0
         assert (out / f"film_{name}.png").stat().st_size > 1000
     assert (out / "ball_cube_ct.nii.gz").exists()
+
+
+def test_e2e_scene_sets_the_static_and_motion_tests(tmp_path):
+    """The E2E scene: ball-cube CT and centre as the target, the set-up offset, no drift;
+    static = no breathing + spine tracking, motion = breathing + spine_breathing."""
+    from cyberknife_sim.qa import BallCube, Film, e2e_scene
+
+    class _Vol:  # e2e_scene reads only the ball's centre and radius
+        pass
+
+    c = np.array([-0.6, -23.7, 18.3])
+    ball = BallCube(_Vol(), c, 15.875, 63.5, (Film("coronal", c, np.zeros(1), np.zeros(1)),
+                                              Film("sagittal", c, np.zeros(1), np.zeros(1))))
+    ct = tmp_path / "ct.nii.gz"
+    ct.write_bytes(b"")
+    static = e2e_scene(ct, ball, setup_mm=(1.0, -2.0, 0.5), setup_deg=(0.2, 0.0, -0.3),
+                       n_beams=20, total_mu=900.0, seed=4)
+    assert static.tracking.mode == "spine" and not static.motion.breathing.enabled
+    assert static.patient.ct == ct.resolve() and static.patient.phantom is None
+    np.testing.assert_allclose(static.patient.target_ct_mm, c)
+    assert static.patient.target_radius_mm == pytest.approx(15.875)
+    np.testing.assert_allclose(static.motion.spine.setup_error_mm, (1.0, -2.0, 0.5))
+    np.testing.assert_allclose(static.motion.spine.setup_error_deg, (0.2, 0.0, -0.3))
+    np.testing.assert_allclose(static.motion.spine.drift_mm_per_min, 0.0)
+    assert static.plan.n_beams == 20 and static.plan.total_mu == 900.0
+    assert static.simulation.seed == 4
+    motion = e2e_scene(ct, ball, motion=True, live_images="ideal")
+    assert motion.tracking.mode == "spine_breathing" and motion.motion.breathing.enabled
+    assert motion.room.imaging.live_images == "ideal"
+
+
+def test_axis_intersection_recovers_the_common_point():
+    """Axes through a known point (static pose, no breathing): their MU-weighted
+    least-squares meeting point is that point (1e-9 mm), whatever the beam directions."""
+    from types import SimpleNamespace
+
+    from cyberknife_sim.qa import axis_intersection_ct
+
+    rng = np.random.default_rng(5)
+    n = 40
+    target_ct = np.array([10.0, -20.0, 30.0])
+    meet_room = np.array([0.4, -0.3, 0.25])  # where the axes cross, room (= CT - target)
+    d = rng.normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    rec = SimpleNamespace(
+        beam_on_s=rng.uniform(0.0, 1.0, n), beam_index=np.arange(n) % 7,
+        beam_source=meet_room - 800.0 * d, beam_direction=d,
+        room_from_anatomy=np.repeat(np.eye(4)[None], n, axis=0), target_offset=np.zeros((n, 3)))
+    p = axis_intersection_ct(SimpleNamespace(record=rec), target_ct)
+    np.testing.assert_allclose(p, target_ct + meet_room, atol=1e-9)

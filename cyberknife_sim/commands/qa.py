@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,9 @@ def run_e2e_command(args: argparse.Namespace) -> int:
     rows = []
     for n in range(args.repeats):
         seed = args.seed + n
+        print(f"cksim qa e2e: seed {seed}: simulating the treatment of the ball cube "
+              f"({'motion' if args.motion else 'static'} test) ...", file=sys.stderr,
+              flush=True)
         res = run_e2e(out, seed=seed, motion=args.motion, n_beams=args.beams,
                       total_mu=args.mu, live_images=args.live_images, ball=ball)
         tag = "" if args.repeats == 1 else f"_{seed}"
