@@ -55,9 +55,11 @@ by ~e per cm).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit, prange
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import erf
 
@@ -192,6 +194,29 @@ class BeamData:
         return float(t[0] / t[1])
 
 
+@njit(cache=True, parallel=True)
+def _shifted_ocr(table, dr, dd, lat, scale, deff, off, w):  # pragma: no cover - compiled
+    """Weighted mean over axis offsets of the tabulated OCR at each point (bilinear)."""
+    nd, nr = table.shape
+    out = np.zeros(lat.shape[0])
+    for p in prange(lat.shape[0]):
+        fd = min(max(deff[p] / dd, 0.0), nd - 1.000001)
+        i_d = int(fd)
+        td = fd - i_d
+        acc = 0.0
+        for k in range(off.shape[0]):
+            du = lat[p, 0] - off[k, 0]
+            dv = lat[p, 1] - off[k, 1]
+            fr = min(math.sqrt(du * du + dv * dv) * scale[p] / dr, nr - 1.000001)
+            i_r = int(fr)
+            tr = fr - i_r
+            lo = table[i_d, i_r] + tr * (table[i_d, i_r + 1] - table[i_d, i_r])
+            hi = table[i_d + 1, i_r] + tr * (table[i_d + 1, i_r + 1] - table[i_d + 1, i_r])
+            acc += w[k] * (lo + td * (hi - lo))
+        out[p] = acc
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class OcrTable:
     """A cone's OCR tabulated on a regular (effective depth, r_sad) grid for fast lookup.
@@ -217,6 +242,36 @@ class OcrTable:
         r = np.arange(0.0, r_max_mm + dr_mm, dr_mm)
         d = np.arange(0.0, d_max_mm + dd_mm, dd_mm)
         return cls(beam_data.ocr(r[None, :], d[:, None], cone_mm), float(dr_mm), float(dd_mm))
+
+    def mean_shifted(self, lateral_mm: NDArray[np.float64], scale: NDArray[np.float64],
+                     eff_depth_mm: NDArray[np.float64], offsets_mm: NDArray[np.float64],
+                     weights: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Weighted mean OCR of points over axis offsets (bilinear lookups, numba).
+
+        Parameters
+        ----------
+        lateral_mm : ndarray, shape (M, 2)
+            Points' (u, v) from the planned axis at their depth (mm).
+        scale : ndarray, shape (M,)
+            ``SAD / z`` of each point (projects lateral mm to the SAD plane).
+        eff_depth_mm : ndarray, shape (M,)
+            Effective depths (mm).
+        offsets_mm : ndarray, shape (K, 2)
+            Axis offsets (mm, same lateral axes).
+        weights : ndarray, shape (K,)
+            Their weights (sum 1).
+
+        Returns
+        -------
+        ndarray, shape (M,)
+            ``sum_k w_k OCR(|lateral - offset_k| * scale, d_eff)``.
+        """
+        return _shifted_ocr(self.values, self.dr_mm, self.dd_mm,
+                            np.ascontiguousarray(lateral_mm, dtype=np.float64),
+                            np.ascontiguousarray(scale, dtype=np.float64),
+                            np.ascontiguousarray(eff_depth_mm, dtype=np.float64),
+                            np.ascontiguousarray(offsets_mm, dtype=np.float64),
+                            np.ascontiguousarray(weights, dtype=np.float64))
 
 
 DEFAULT_BEAM_DATA = BeamData()

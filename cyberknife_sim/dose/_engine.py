@@ -21,7 +21,6 @@ import numpy as np
 import scipy.sparse
 from numba import njit, prange
 from numpy.typing import ArrayLike, NDArray
-from scipy import ndimage
 
 from ..anatomy.volume import Volume
 from ..errors import InputError
@@ -37,6 +36,12 @@ def _sample(red, a, x, y, z):
     fi = a[0, 0] * x + a[0, 1] * y + a[0, 2] * z + a[0, 3]
     fj = a[1, 0] * x + a[1, 1] * y + a[1, 2] * z + a[1, 3]
     fk = a[2, 0] * x + a[2, 1] * y + a[2, 2] * z + a[2, 3]
+    return _sample_ijk(red, fi, fj, fk)
+
+
+@njit(cache=True, inline="always")
+def _sample_ijk(red, fi, fj, fk):
+    """Trilinear RED at fractional voxel indices (i, j, k); 0 outside the volume."""
     nk, nj, ni = red.shape
     if fi <= -1.0 or fj <= -1.0 or fk <= -1.0 or fi >= ni or fj >= nj or fk >= nk:
         return 0.0
@@ -101,12 +106,19 @@ def _march_fan(red, a, src, dirs, z0, dz, nz):  # pragma: no cover - compiled
         k_in = max(1, int(math.floor((t_in - z0) / dz)))
         k_out = min(nz, int(math.ceil((t_out - z0) / dz)) + 1)
         dl = dz * math.sqrt(w[0] * w[0] + w[1] * w[1] + w[2] * w[2])
-        z = z0 + (k_in - 1) * dz
-        prev = _sample(red, a, src[0] + z * w[0], src[1] + z * w[1], src[2] + z * w[2])
+        # voxel indices are affine in k: start (k = 0) and step per sample
+        p0 = np.empty(3)
+        st = np.empty(3)
+        for ax in range(3):
+            q = a[ax, 0] * w[0] + a[ax, 1] * w[1] + a[ax, 2] * w[2]
+            p0[ax] = a[ax, 0] * src[0] + a[ax, 1] * src[1] + a[ax, 2] * src[2] + a[ax, 3] \
+                + z0 * q
+            st[ax] = dz * q
+        kk = k_in - 1
+        prev = _sample_ijk(red, p0[0] + kk * st[0], p0[1] + kk * st[1], p0[2] + kk * st[2])
         acc = 0.0
         for k in range(k_in, k_out):
-            z = z0 + k * dz
-            val = _sample(red, a, src[0] + z * w[0], src[1] + z * w[1], src[2] + z * w[2])
+            val = _sample_ijk(red, p0[0] + k * st[0], p0[1] + k * st[1], p0[2] + k * st[2])
             acc += 0.5 * (prev + val) * dl
             out[r, k] = acc
             prev = val
@@ -139,26 +151,24 @@ def _march_points(red, a, src, pts, z, z0, dz):  # pragma: no cover - compiled
     return out
 
 
-@njit(cache=True, parallel=True)
-def _shifted_ocr(table, dr, dd, lat, scale, deff, off, w):  # pragma: no cover - compiled
-    """Weighted mean over axis offsets of the tabulated OCR at each point (bilinear)."""
-    nd, nr = table.shape
-    out = np.zeros(lat.shape[0])
-    for p in prange(lat.shape[0]):
-        fd = min(max(deff[p] / dd, 0.0), nd - 1.000001)
-        i_d = int(fd)
-        td = fd - i_d
-        acc = 0.0
-        for k in range(off.shape[0]):
-            du = lat[p, 0] - off[k, 0]
-            dv = lat[p, 1] - off[k, 1]
-            fr = min(math.sqrt(du * du + dv * dv) * scale[p] / dr, nr - 1.000001)
-            i_r = int(fr)
-            tr = fr - i_r
-            lo = table[i_d, i_r] + tr * (table[i_d, i_r + 1] - table[i_d, i_r])
-            hi = table[i_d + 1, i_r] + tr * (table[i_d + 1, i_r + 1] - table[i_d + 1, i_r])
-            acc += w[k] * (lo + td * (hi - lo))
-        out[p] = acc
+@njit(cache=True)
+def _interp_fan(cum, fa, fb, fz):  # pragma: no cover - compiled
+    """Trilinear interpolation of ``cum[a, b, z]`` at fractional indices (clamped)."""
+    na, nb, nz = cum.shape
+    out = np.empty(fa.shape[0])
+    for p in range(fa.shape[0]):
+        x = min(max(fa[p], 0.0), na - 1.000001)
+        y = min(max(fb[p], 0.0), nb - 1.000001)
+        z = min(max(fz[p], 0.0), nz - 1.000001)
+        i, j, k = int(x), int(y), int(z)
+        tx, ty, tz = x - i, y - j, z - k
+        c00 = cum[i, j, k] + tx * (cum[i + 1, j, k] - cum[i, j, k])
+        c01 = cum[i, j + 1, k] + tx * (cum[i + 1, j + 1, k] - cum[i, j + 1, k])
+        c10 = cum[i, j, k + 1] + tx * (cum[i + 1, j, k + 1] - cum[i, j, k + 1])
+        c11 = cum[i, j + 1, k + 1] + tx * (cum[i + 1, j + 1, k + 1] - cum[i, j + 1, k + 1])
+        c0 = c00 + ty * (c01 - c00)
+        c1 = c10 + ty * (c11 - c10)
+        out[p] = c0 + tz * (c1 - c0)
     return out
 
 
@@ -288,10 +298,8 @@ class BeamDose:
                                return_inverse=True)
             w = np.bincount(inv.reshape(-1), weights=w, minlength=q.shape[0])
             off = q * float(bin_mm)
-        t = self._ocr_table
-        ocr = _shifted_ocr(t.values, t.dr_mm, t.dd_mm, self.lateral_mm,
-                           self._sad_mm / self.distance_mm, self.eff_depth_mm,
-                           np.ascontiguousarray(off), np.ascontiguousarray(w))
+        ocr = self._ocr_table.mean_shifted(self.lateral_mm, self._sad_mm / self.distance_mm,
+                                           self.eff_depth_mm, off, w)
         return self._base_gy_per_mu * ocr
 
 
@@ -416,9 +424,7 @@ class DoseEngine:
         nz = max(2, math.ceil((z.max() - z0) / dz) + 2)
         cum = np.zeros((na * nb, nz))
         cum[need] = _march_fan(self._red, self._a, src, np.ascontiguousarray(dirs), z0, dz, nz)
-        coords = np.stack([a / h - a0, b / h - b0, np.maximum(z - z0, 0.0) / dz])
-        return ndimage.map_coordinates(cum.reshape(na, nb, nz), coords, order=1,
-                                       mode="nearest")
+        return _interp_fan(cum.reshape(na, nb, nz), a / h - a0, b / h - b0, (z - z0) / dz)
 
     def dose_per_mu(self, source_ct: ArrayLike, aim_ct: ArrayLike, cone_mm: float,
                     points_ct: ArrayLike) -> NDArray[np.float64]:
