@@ -1,12 +1,12 @@
 """Film analysis of the ball-cube end-to-end test.
 
 Each film's dose image is reduced to one point: the centroid of the region inside its
-isodose line at ``level`` times the film's maximum (default 50 %, the level this project's
-issue #15 fixes; the Accuray E2E analysis software compares the dose centroid on each film
-with the film's centre mark, the ball centre: AAPM TG-135, Dieterich et al., Med Phys
-2011;38:2914, section on the E2E test). The isodose line is found with sub-pixel
-accuracy by marching squares (``contourpy``, matplotlib's contouring library) and the
-centroid is that closed polygon's area centroid (shoelace formula).
+isodose line at ``level`` times the film's maximum (default 50 %, the level issue #15 fixes;
+the vendor's E2E analysis compares a dose centroid on each film with the ball centre, AAPM
+TG-135, Dieterich et al., Med Phys 2011;38:2914, E2E test; which isodose level that software
+uses was not verified in this session, hence ``level`` is an option). The isodose line is
+found with sub-pixel accuracy by marching squares (``contourpy``, matplotlib's contouring
+library) and the centroid is that closed polygon's area centroid (shoelace formula).
 
 The two films share the superior-inferior axis (z): the coronal film gives ``(dx, dz1)``,
 the sagittal film ``(dy, dz2)``. As in the vendor's E2E analysis (as recalled: it reports
