@@ -121,16 +121,25 @@ def _import_pyradplan():
 
 
 def _field_mask(field_mm: float, shape: str) -> NDArray[np.float64]:
-    """Aperture in the isocentre plane (1 inside), odd-sized, 0.5 mm pixels, centred."""
+    """Aperture in the isocentre plane, odd-sized, 0.5 mm pixels centred on the axis.
+
+    Each pixel holds the fraction of its area inside the aperture (exact for the square,
+    16 × 16 sub-samples for the disc): a binary mask of pixel centres would widen a 20 mm
+    square to 20.5 mm (measured).
+    """
     r = FIELD_MASK_RESOLUTION_MM
-    half = int(np.ceil(field_mm / r)) + 2
-    g = r * np.arange(-half, half + 1)
+    half = int(np.ceil(field_mm / (2 * r))) + 2
+    m = 2 * half + 1
+    if shape == "square":
+        c = r * np.arange(-half, half + 1)
+        cover = np.clip(np.minimum(c + r / 2, field_mm / 2) - np.maximum(c - r / 2, -field_mm / 2),
+                        0.0, None) / r
+        return np.outer(cover, cover)
+    n_sub = 16
+    g = r * (np.arange(-half * n_sub, (half + 1) * n_sub) + 0.5) / n_sub - r / 2
     x, z = np.meshgrid(g, g, indexing="ij")
-    if shape == "circle":
-        inside = x**2 + z**2 <= (field_mm / 2.0) ** 2
-    else:
-        inside = (np.abs(x) <= field_mm / 2.0) & (np.abs(z) <= field_mm / 2.0)
-    return inside.astype(np.float64)
+    inside = x**2 + z**2 <= (field_mm / 2.0) ** 2
+    return inside.reshape(m, n_sub, m, n_sub).mean(axis=(1, 3))
 
 
 def _check_args(field_mm: float, shape: str, spacing_mm: float, depths_mm, iso_depth_mm: float,
@@ -156,7 +165,7 @@ def _check_args(field_mm: float, shape: str, spacing_mm: float, depths_mm, iso_d
 
 def pyradplan_water_dose(field_mm: float, *, shape: str = "circle", spacing_mm: float = 0.5,
                          depths_mm=(50.0, 100.0), iso_depth_mm: float = 50.0,
-                         max_depth_mm: float = 200.0, norm_depth_mm: float = 15.0,
+                         max_depth_mm: float = 230.0, norm_depth_mm: float = 15.0,
                          source_fwhm_mm: float | None = None) -> dict:
     """pyRadPlan's SVD pencil-beam dose in water for one field at SAD 800 mm.
 
@@ -302,7 +311,7 @@ def profile_metrics(x_mm, rel) -> tuple[float, float]:
 
 
 def our_water_dose(cone_mm: float, *, depth_mm, x_mm, profile_depths_mm=(50.0, 100.0),
-                   iso_depth_mm: float = 50.0, max_depth_mm: float = 200.0,
+                   iso_depth_mm: float = 50.0, max_depth_mm: float = 230.0,
                    norm_depth_mm: float = 15.0, spacing_mm: float = 1.0) -> dict:
     """Our cone engine in the same water geometry as :func:`pyradplan_water_dose`.
 
@@ -367,7 +376,7 @@ def our_water_dose(cone_mm: float, *, depth_mm, x_mm, profile_depths_mm=(50.0, 1
 
 def compare_water(cone_mm: float, *, shape: str = "circle", spacing_mm: float = 0.5,
                   depths_mm=(50.0, 100.0), iso_depth_mm: float = 50.0,
-                  max_depth_mm: float = 200.0, norm_depth_mm: float = 15.0,
+                  max_depth_mm: float = 230.0, norm_depth_mm: float = 15.0,
                   beyond_mm: float = 20.0, source_fwhm_mm: float | None = None) -> dict:
     """Our cone engine vs pyRadPlan's SVD pencil beam in water: depth dose and profiles.
 
@@ -390,7 +399,10 @@ def compare_water(cone_mm: float, *, shape: str = "circle", spacing_mm: float = 
         ``peer`` and ``ours`` (the two result dicts); ``pdd_diff_max_pct`` (signed, ours −
         peer, the largest magnitude), ``pdd_diff_rms_pct`` (percentage points of the
         normalised depth dose); ``dmax_mm`` {ours, peer}; ``profiles``: one row per depth
-        with ``depth_mm``, ``fwhm_mm`` and ``penumbra_mm`` (80–20 %) of each engine.
+        with ``depth_mm``, ``fwhm_mm`` and ``penumbra_mm`` (80–20 %) of each engine;
+        ``tpr20_10`` {ours, peer}: TPR(200)/TPR(100) from each depth dose,
+        ``PDD(200)/PDD(100) · ((SSD+200)/(SSD+100))²`` (the inverse square taken out; the
+        small change of phantom scatter with the field's size at depth is ignored).
     """
     field = cone_mm if shape == "circle" else equal_area_side_mm(cone_mm)
     peer = pyradplan_water_dose(field, shape=shape, spacing_mm=spacing_mm, depths_mm=depths_mm,
@@ -408,7 +420,12 @@ def compare_water(cone_mm: float, *, shape: str = "circle", spacing_mm: float = 
         f_p, p_p = profile_metrics(peer["x_mm"], peer["profiles"][k])
         rows.append({"depth_mm": float(d), "fwhm_mm": {"ours": f_o, "peer": f_p},
                      "penumbra_mm": {"ours": p_o, "peer": p_p}})
+    def tpr20_10(res: dict) -> float:
+        p20, p10 = np.interp([200.0, 100.0], res["depth_mm"], res["pdd"])
+        return float(p20 / p10 * ((res["ssd_mm"] + 200.0) / (res["ssd_mm"] + 100.0)) ** 2)
+
     return {"cone_mm": float(cone_mm), "shape": shape, "peer_field_mm": float(field),
+            "tpr20_10": {"ours": tpr20_10(ours), "peer": tpr20_10(peer)},
             "peer": peer, "ours": ours,
             "pdd_diff_max_pct": float(diff[np.argmax(np.abs(diff))]),
             "pdd_diff_rms_pct": float(np.sqrt(np.mean(diff**2))),
