@@ -71,10 +71,10 @@ def test_report_is_self_contained_with_the_plots(truth_run):
     _, out = truth_run
     html = (out / "report.html").read_text()
     imgs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(imgs) == 5
+    s = json.loads((out / "summary.json").read_text())
+    assert len(imgs) == 5 + (3 if s["dose"] else 0)  # run plots, then DVH, slices, cord margin
     assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in imgs)
     assert "http" not in html.split("<body>")[1]  # nothing fetched from elsewhere
-    s = json.loads((out / "summary.json").read_text())
     assert f"{s['targeting_error_mm']['rms']:.3f}" in html
 
 
