@@ -20,9 +20,10 @@ How the two engines are given the same field (see ``docs/dose_peer.md``):
   plane (0.5 mm pixels), so a circular cone of diameter D at 800 mm is a disc of diameter D;
   ``shape="square"`` gives a square of side D (use ``equal_area_side_mm`` to match areas).
 * Compatibility shim: pyRadPlan 0.5.0's wrap field serializers call ``handler(v, info)``,
-  which pydantic-core ≥ 2.3x rejects (``'index_key' is expected to be an integer``), so every
-  dose calculation fails; :func:`_fix_pyradplan_serializers` rewraps them to call
-  ``handler(v)`` (what they meant) and rebuilds the models. Nothing else is changed.
+  which pydantic-core 2.50 (pydantic 2.14, installed here) rejects (``'index_key' is expected
+  to be an integer``), so every dose calculation fails; :func:`_fix_pyradplan_serializers`
+  rewraps them to call ``handler(v)`` (what they meant) and rebuilds the models. Nothing else
+  is changed.
 """
 
 from __future__ import annotations
