@@ -16,7 +16,10 @@ class PlanSettings(Section):
                                    description="plan file (JSON); overrides the generator")
     sad_mm: float = Field(800.0, ge=500.0, le=1200.0, description="source-axis distance (mm)")
     n_beams: int = Field(120, ge=1, le=1000, description="beams of the generated plan")
-    total_mu: float = Field(12000.0, gt=0.0, le=1.0e6, description="MU summed over all beams")
+    total_mu: float = Field(12000.0, gt=0.0, le=1.0e6,
+                            description="MU summed over all beams of a generated plan; with "
+                            "`dose.enabled` and `dose.optimize_mu` the optimiser sets each "
+                            "beam's MU instead")
     dose_rate_mu_per_min: float = Field(1000.0, ge=1.0, le=10000.0,
                                         description="linac dose rate (MU/min)")
     collimator_mm: float = Field(20.0, ge=5.0, le=60.0,
