@@ -213,8 +213,9 @@ def _draw(ax, agg: dict, numeric: bool) -> None:
             ax.errorbar(pos[has] + off, med, yerr=err, fmt="o", color=c, capsize=4,
                         label=label)
     if not numeric:
-        ax.set_xticks(np.arange(len(x)), [_label(v) for v in x],
-                      rotation=20 if len(x) > 3 else 0, ha="right" if len(x) > 3 else "center")
+        rot = 0 if len(x) <= 3 else (25 if len(x) <= 12 else 90)
+        ax.set_xticks(np.arange(len(x)), [_label(v) for v in x], rotation=rot,
+                      ha="right" if rot == 25 else "center", fontsize=8 if len(x) <= 12 else 6)
 
 
 def plot_metric(table: pa.Table, metric: str, param: str, path: Path, *,
@@ -223,7 +224,8 @@ def plot_metric(table: pa.Table, metric: str, param: str, path: Path, *,
     by = _second_param(table, param, params) if len(params) > 1 else None
     agg = aggregate(table, metric, param, by=by)
     numeric = _is_numeric(table, _PARAM + param)
-    fig = Figure(figsize=(6.4, 4.2))
+    width_in = 6.4 if numeric else min(max(6.4, 0.18 * len(agg["x"])), 24.0)
+    fig = Figure(figsize=(width_in, 4.2))
     ax = fig.add_subplot()
     _draw(ax, agg, numeric)
     ax.set_xlabel(param)
