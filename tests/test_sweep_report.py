@@ -20,6 +20,7 @@ from cyberknife_sim.sweep._report import (
     read_results_table,
     write_sweep_report,
 )
+from cyberknife_sim.sweep._results import write_results
 
 X = [0.0, 0.5, 1.0, 2.0, 4.0]
 MODES = ["a", "b"]
@@ -50,8 +51,7 @@ def _rows(rng):
 @pytest.fixture
 def results(tmp_path):
     rows = _rows(np.random.default_rng(7))
-    table = pa.Table.from_pylist(rows)
-    pq.write_table(table, tmp_path / "results.parquet")
+    write_results(tmp_path / "results.parquet", rows)  # the sweep's own writer
     (tmp_path / "spec.yaml").write_text(
         "name: latency_demo\ndescription: error vs latency & mode\nseeds: {range: [0, 5]}\n")
     return tmp_path, rows
@@ -151,7 +151,7 @@ def test_report_with_chosen_metrics_and_no_spec(results):
 
 
 def test_errors_are_one_line(tmp_path):
-    with pytest.raises(InputError, match="no results file") as err:
+    with pytest.raises(InputError, match="no sweep results here") as err:
         write_sweep_report(tmp_path)
     assert "\n" not in str(err.value)
     schema = pa.schema([("run_id", pa.string()), ("status", pa.string()),
@@ -164,5 +164,5 @@ def test_errors_are_one_line(tmp_path):
     with pytest.raises(InputError, match="no varied parameter"):
         write_sweep_report(tmp_path)
     (tmp_path / "results.parquet").write_bytes(b"not parquet")
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="not a readable Parquet"):
         write_sweep_report(tmp_path)

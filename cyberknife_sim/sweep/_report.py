@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from ..errors import InputError
+from ._results import RESULTS_FILE, read_results
 
 __all__ = ["DEFAULT_METRICS", "MAX_LINES", "aggregate", "choose_metrics", "plot_name",
            "read_results_table", "varied_params", "write_sweep_report"]
@@ -49,15 +49,10 @@ _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
 def read_results_table(out_dir: Path) -> pa.Table:
-    """``out_dir/results.parquet`` as a table; :class:`InputError` if missing, unreadable,
-    empty or without a ``param.*`` column."""
-    path = Path(out_dir) / "results.parquet"
-    if not path.is_file():
-        raise InputError(f"{path}: no results file (run `cksim sweep SPEC --out {out_dir}`)")
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise InputError(f"{path}: cannot read the results ({exc})") from None
+    """``out_dir/results.parquet`` as a table (read by :func:`read_results`);
+    :class:`InputError` if missing, unreadable, empty or without a ``param.*`` column."""
+    path = Path(out_dir) / RESULTS_FILE
+    table = read_results(out_dir)
     missing = [c for c in ("run_id", "status") if c not in table.column_names]
     if missing:
         raise InputError(f"{path}: no column {', '.join(missing)}")
