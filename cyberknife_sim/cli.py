@@ -43,9 +43,13 @@ COMMANDS = (
     "xray",
     "register",
     "qa",
+    "sweep",
     "bench",
 )
 """Modules of :mod:`cyberknife_sim.commands`, in the order ``cksim --help`` lists them."""
+
+MODULE_OF = {"sweep-report": "sweep"}
+"""Sub-commands registered by another command's module (the module's name)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -149,10 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv and argv[0] in COMMANDS else None
+    command = argv[0] if argv and (argv[0] in COMMANDS or argv[0] in MODULE_OF) else None
     prog = f"cksim {command}" if command else "cksim"
     try:
-        parser = build_parser(only=command)
+        parser = build_parser(only=MODULE_OF.get(command, command))
         return _run_command(parser, argv, command)
     except KeyboardInterrupt as exc:
         reason = getattr(exc, "reason", "interrupted (SIGINT, Ctrl-C)")
