@@ -189,7 +189,7 @@ def _apply(raw: dict[str, Any], defaults: Any, path: str, value: Any, where: str
         default = _child(defaults, part)
         if isinstance(part, int) and part >= len(node):
             raise SceneError([_one_line(f"{where}: index {part} is beyond the {len(node)} "
-                                        f"items of the list")])
+                                        f"items of {'.'.join(map(str, parts[:i]))}")])
         if i == len(parts) - 1:
             node[part] = value
             return
