@@ -61,11 +61,16 @@ def test_study_validates_with_its_documented_runs(name):
 
 @pytest.mark.shared_data
 def test_predictor_study_covers_every_target_trace(shared_data):
-    """Study e takes every multi-column (target) trace of ../shared/data/traces."""
+    """Study e takes every multi-column (target) trace of ../shared/data/traces, each at least
+    as long as the simulated time."""
     spec = load_sweep_spec(STUDIES / "predictors_traces.yaml")
     targets = {p.resolve() for p in (shared_data / "traces").glob("*.txt")
                if np.loadtxt(p, max_rows=1).size >= 4}
     assert set(spec.trace_files) == targets and len(targets) == 4
+    # every trace lasts the whole run (a shorter one fails the run: a row, not a result)
+    for run in spec.runs():
+        t_s = np.loadtxt(run.scene_data["motion"]["trace"]["file"], usecols=0)
+        assert t_s[-1] - t_s[0] >= run.scene_data["simulation"]["duration_s"], run.params
 
 
 def test_smoke_study_end_to_end(tmp_path):
