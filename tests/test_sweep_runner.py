@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -166,3 +167,41 @@ def test_local_cluster_keep_runs(base_data, tmp_path):
     row = read_results(tmp_path).to_pylist()[0]
     assert row["targeting_error_mm.rms"] == summary["targeting_error_mm"]["rms"]
     assert row["worker"].startswith("tcp://")
+
+
+@pytest.mark.slow
+def test_dask_scheduler_and_worker_processes_same_bits(base_data, cluster, tmp_path):
+    """``dask scheduler`` + two ``dask worker`` subprocesses give the LocalCluster's rows."""
+    import socket
+    import subprocess
+    import sys
+
+    import distributed
+
+    runs = _runs(base_data, seeds=(5, 6))
+    run_sweep(runs, tmp_path / "local", scheduler=cluster.scheduler_address, progress=False)
+    dask = str(Path(sys.executable).with_name("dask"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stderr=subprocess.DEVNULL)]
+    try:
+        procs += [subprocess.Popen([dask, "worker", address, "--nthreads", "1",
+                                    "--no-dashboard"], stderr=subprocess.DEVNULL)
+                  for _ in range(2)]
+        with distributed.Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=120)
+            workers = set(client.scheduler_info()["workers"])
+        out = run_sweep(runs, tmp_path / "cluster", scheduler=address, progress=False)
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    assert out.ok == 2
+    local = sorted(read_results(tmp_path / "local").to_pylist(), key=lambda r: r["run_id"])
+    remote = sorted(read_results(tmp_path / "cluster").to_pylist(), key=lambda r: r["run_id"])
+    assert [_metrics(r) for r in remote] == [_metrics(r) for r in local]
+    assert {r["worker"] for r in remote} <= workers
