@@ -158,15 +158,26 @@ def test_sweep_rows_equal_plain_simulate(base_data, cluster, tmp_path):
     assert not (tmp_path / "results.parquet.tmp").exists()
 
 
-def test_local_cluster_keep_runs(base_data, tmp_path):
-    """The default path: run_sweep starts (and closes) its own LocalCluster."""
+def test_keep_runs_writes_the_run_folder(base_data, cluster, tmp_path):
     runs = _runs(base_data, seeds=(3,))
-    out = run_sweep(runs, tmp_path, workers=1, keep_runs=True, progress=False)
+    out = run_sweep(runs, tmp_path, scheduler=cluster.scheduler_address, keep_runs=True,
+                    progress=False)
     assert (out.ok, out.ran) == (1, 1)
     summary = json.loads((tmp_path / "runs" / runs[0].run_id / "summary.json").read_text())
     row = read_results(tmp_path).to_pylist()[0]
     assert row["targeting_error_mm.rms"] == summary["targeting_error_mm"]["rms"]
-    assert row["worker"].startswith("tcp://")
+    assert row["worker"] in cluster.scheduler_info["workers"]
+
+
+@pytest.mark.slow
+def test_default_local_cluster(base_data, tmp_path):
+    """The default path: run_sweep starts (and closes) its own LocalCluster (also covered by
+    tests/test_sweep_smoke.py)."""
+    runs = _runs(base_data, seeds=(4,))
+    out = run_sweep(runs, tmp_path, workers=1, progress=False)
+    assert (out.ok, out.ran) == (1, 1)
+    assert read_results(tmp_path).to_pylist()[0]["worker"].startswith("tcp://")
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow
@@ -205,3 +216,32 @@ def test_dask_scheduler_and_worker_processes_same_bits(base_data, cluster, tmp_p
     remote = sorted(read_results(tmp_path / "cluster").to_pylist(), key=lambda r: r["run_id"])
     assert [_metrics(r) for r in remote] == [_metrics(r) for r in local]
     assert {r["worker"] for r in remote} <= workers
+
+
+@pytest.mark.slow
+def test_dead_worker_is_a_failed_row(base_data, tmp_path):
+    """A run that kills its worker process (KilledWorker) is a failed row; the sweep goes on."""
+    import os
+
+    import dask
+    import distributed
+
+    from cyberknife_sim.sweep._runner import _collect, _Progress, run_as_dict
+
+    ok, dead = (run_as_dict(r) for r in _runs(base_data, seeds=(0, 1)))
+    dead_id = dead["run_id"]
+
+    def fn(run, keep_dir=None):  # pickled by value: exits the worker on the dead run
+        return os._exit(1) if run["run_id"] == dead_id else run_one(run, keep_dir=keep_dir)
+
+    rows: list[dict] = []
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0") as c, \
+            distributed.Client(c) as client:
+        counts = _collect(client, [dead, ok], rows, tmp_path / "results.parquet", None,
+                          _Progress(2, enabled=False, skipped=0), fn=fn)
+    by_id = {r["run_id"]: r for r in read_results(tmp_path).to_pylist()}
+    assert len(by_id) == 2 and counts["failed"] >= 1
+    assert by_id[dead_id]["status"] == "failed"
+    assert by_id[dead_id]["reason"].startswith("KilledWorker")

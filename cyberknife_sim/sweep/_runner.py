@@ -10,11 +10,12 @@ finished.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,14 +159,17 @@ def _client(scheduler: str | None, workers: int | None) -> tuple[distributed.Cli
     if n < 1:
         raise InputError(f"--workers must be >= 1 (got {n})")
     cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0")
+                                       dashboard_address=":0", silence_logs=logging.ERROR)
     return distributed.Client(cluster), cluster
 
 
 def _collect(client: distributed.Client, todo: list[dict[str, Any]], rows: list[dict],
-             results: Path, keep_dir: str | None, progress: _Progress) -> dict[str, int]:
+             results: Path, keep_dir: str | None, progress: _Progress, *,
+             fn: Callable[..., dict[str, Any]] = run_one) -> dict[str, int]:
+    """Submit ``fn(run, keep_dir=...)`` per run, append each row as it finishes, rewrite the
+    results file; on Ctrl-C cancel what is pending. Returns the counts by status."""
     counts = {"ok": 0, "stopped": 0, "failed": 0}
-    futures = {client.submit(run_one, run, keep_dir=keep_dir, pure=False,
+    futures = {client.submit(fn, run, keep_dir=keep_dir, pure=False,
                              key=f"cksim-run-{run['run_id']}-{time.time_ns()}"): run
                for run in todo}
     pending = set(futures)
@@ -242,13 +246,16 @@ def run_sweep(spec: Any, out_dir: str | Path, *, scheduler: str | None = None,
     keep_dir = str((out / "runs").resolve()) if keep_runs else None
     counts: dict[str, int] = {}
     if todo:
-        bar = _Progress(len(todo), enabled=progress, skipped=skipped)
         client, cluster = _client(scheduler, workers)
+        bar = None
         try:
-            client.register_plugin(WarmUp(todo[0]))
+            # before the bar (its ETA is of runs only); our own workers leave Ctrl-C to the driver
+            client.register_plugin(WarmUp(todo[0], ignore_sigint=cluster is not None))
+            bar = _Progress(len(todo), enabled=progress, skipped=skipped)
             counts = _collect(client, todo, rows, results, keep_dir, bar)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             client.close()
             if cluster is not None:
                 cluster.close()

@@ -128,15 +128,23 @@ class WarmUp(distributed.WorkerPlugin):
     ----------
     run : dict, optional
         The run whose scene warms the worker (normally the sweep's first).
+    ignore_sigint : bool
+        Make the worker process ignore SIGINT (for the sweep's own LocalCluster: Ctrl-C in the
+        terminal reaches the whole process group, and the driver, not each worker, handles it).
     """
 
     name = "cksim-warm-up"
 
-    def __init__(self, run: dict[str, Any] | None = None):
+    def __init__(self, run: dict[str, Any] | None = None, *, ignore_sigint: bool = False):
         self.run = run
+        self.ignore_sigint = ignore_sigint
 
     async def setup(self, worker: distributed.Worker) -> None:
         """Warm ``worker`` in a thread so that its event loop keeps answering."""
         import asyncio
+        import signal
 
+        if self.ignore_sigint:
+            with contextlib.suppress(ValueError):  # only possible in the main thread
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
         worker.cksim_warm_up_s = await asyncio.to_thread(warm_up, self.run)
