@@ -153,9 +153,9 @@ def _client(scheduler: str | None, workers: int | None) -> tuple[distributed.Cli
     if scheduler is not None:
         try:
             return distributed.Client(scheduler, timeout="30s"), None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise InputError(f"--scheduler {scheduler}: cannot connect ({exc})") from exc
-    n = workers or os.cpu_count() or 1
+    n = (os.cpu_count() or 1) if workers is None else workers
     if n < 1:
         raise InputError(f"--workers must be >= 1 (got {n})")
     cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
@@ -181,7 +181,7 @@ def _collect(client: distributed.Client, todo: list[dict[str, Any]], rows: list[
                 row = fut.result()
             else:  # KilledWorker (the worker died), or the task could not be run at all
                 exc = fut.exception()
-                row = _failed_row(run, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+                row = _failed_row(run, f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500])
             fut.release()
             rows.append(row)
             counts[row["status"]] += 1
