@@ -9,6 +9,8 @@
 # partly failed or stopped still gets its report (cksim sweep exits 1 then).
 set -u
 cd "$(dirname "$0")/.."
+if ! command -v cksim > /dev/null && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
+command -v cksim > /dev/null || { echo "cksim not found: install the package (pip install -e .)"; exit 2; }
 out=${1:-out/studies}
 workers=${2:-2}
 shift $(( $# > 2 ? 2 : $# ))

@@ -17,7 +17,7 @@ from cyberknife_sim.sweep._results import flatten_summary, read_results
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 # runs of each study as documented in studies/README.md and in each spec's header comment
-DOCUMENTED_RUNS = {"smoke": 4, "phase_shift": 126, "spine_drift": 32, "interval_latency": 84,
+DOCUMENTED_RUNS = {"smoke": 4, "phase_shift": 126, "spine_drift": 32, "interval_latency": 120,
                    "slice_thickness": 15, "predictors_traces": 56}
 NEEDS_SHARED = {"predictors_traces"}  # its traces are ../shared/data/traces/*
 
