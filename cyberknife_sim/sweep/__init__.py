@@ -15,13 +15,15 @@ from ._expand import RunSpec
 from ._spec import Distribution, SweepSpec, load_sweep_spec
 
 __all__ = ["Distribution", "RunSpec", "SweepOutcome", "SweepSpec", "load_sweep_spec",
-           "run_sweep", "write_sweep_report"]
+           "read_results", "run_sweep", "write_sweep_report"]
 
-_LAZY = {"run_sweep": "._runner", "SweepOutcome": "._runner", "write_sweep_report": "._report"}
+_LAZY = {"run_sweep": "._runner", "SweepOutcome": "._runner", "write_sweep_report": "._report",
+         "read_results": "._results"}
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``run_sweep``, ``SweepOutcome`` and ``write_sweep_report`` when first used."""
+    """Import ``run_sweep``, ``SweepOutcome``, ``read_results`` and ``write_sweep_report``
+    when first used."""
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
