@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from cyberknife_sim.simulation import simulate
-from cyberknife_sim.sweep import load_sweep_spec, run_sweep, write_sweep_report
-from cyberknife_sim.sweep._results import flatten_summary, read_results
+from cyberknife_sim.sweep import load_sweep_spec, read_results, run_sweep, write_sweep_report
+from cyberknife_sim.sweep._results import flatten_summary
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
