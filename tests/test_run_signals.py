@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cyberknife_sim.cli import main
 from cyberknife_sim.errors import CksimError
@@ -169,7 +170,15 @@ class StderrReader:
 ])
 def test_signal_in_the_loop_writes_the_steps_done(sig, code, reason, tmp_path):
     out = tmp_path / "out"
-    proc = start(run_argv(out))
+    # the plan's own 27,000 MU (29 min) so that the loop is still running when the signal
+    # comes (the optimised plan's 5 min take a few wall seconds with --imaging truth)
+    scene = yaml.safe_load(Path(SCENE).read_text(encoding="utf-8"))
+    scene["dose"] = {"optimize_mu": False}
+    long_scene = tmp_path / "long.yaml"
+    long_scene.write_text(yaml.safe_dump(scene), encoding="utf-8")
+    argv = run_argv(out)
+    argv[1] = str(long_scene)
+    proc = start(argv)
     stderr = StderrReader(proc.stderr)
     try:
         # the first progress line comes after the loop's first step (set-up done)
