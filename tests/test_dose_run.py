@@ -69,6 +69,18 @@ def test_static_patient_with_perfect_tracking_gets_the_planned_dose(tmp_path):
     assert np.allclose(grid.origin_ct_mm, d.grid.origin_ct_mm)
     rt, _ = read_rtdose(files["rtdose_planned"])
     assert np.max(np.abs(rt - d.planned_gy)) <= 1e-6 * d.planned_gy.max()
+    # an independent reader (GDCM through SimpleITK, as DICOM viewers read it): same grid,
+    # same dose once its DoseGridScaling (3004,000E) is applied
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(files["rtdose_delivered"]))
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(files["rtdose_delivered"]))
+    reader.ReadImageInformation()
+    scaled = sitk.GetArrayFromImage(img) * float(reader.GetMetaData("3004|000e"))
+    assert np.allclose(img.GetOrigin(), d.grid.origin_ct_mm, atol=1e-4)
+    assert np.allclose(img.GetSpacing(), d.grid.spacing_mm)
+    assert np.max(np.abs(scaled - d.delivered_gy)) <= 1e-6 * d.delivered_gy.max()
     summary = json.loads(files["summary"].read_text())
     assert summary["dose"]["planned"]["cord"]["d0035cc_gy"] == pytest.approx(
         s["planned"]["cord"]["d0035cc_gy"], rel=1e-5)
