@@ -111,3 +111,24 @@ def test_bad_input():
         gamma_pass_rate(RAMP, RAMP[:, :, :5], RAMP_GRID)
     with pytest.raises(InputError, match="zero"):
         gamma_pass_rate(np.zeros(RAMP_GRID.shape), RAMP, RAMP_GRID)
+
+
+@pytest.mark.parametrize(("reference", "evaluated", "grid", "crit"), [
+    (RAMP, RAMP * 1.04, RAMP_GRID, (3.0, 2.0)),
+    (RAMP, RAMP * 1.04, RAMP_GRID, (2.0, 1.0)),
+    (edge_volume(), edge_volume(1.5), EDGE_GRID, (2.0, 1.0)),
+    (edge_volume(), edge_volume(1.5), EDGE_GRID, (3.0, 2.0)),
+])
+def test_pass_rate_only_gives_the_same_pass_rate(reference, evaluated, grid, crit):
+    """Points within the dose criterion at zero distance pass without the search (γ ≤ 1
+    exactly there): the pass rate equals the full calculation's, global and local."""
+    for local in (False, True):
+        full = gamma_pass_rate(reference, evaluated, grid, dose_percent=crit[0],
+                               dta_mm=crit[1], local=local)
+        fast = gamma_pass_rate(reference, evaluated, grid, dose_percent=crit[0],
+                               dta_mm=crit[1], local=local, pass_rate_only=True)
+        assert fast["pass_rate"] == full["pass_rate"]
+        assert fast["n_evaluated"] == full["n_evaluated"]
+        assert fast["mean"] is None and fast["p95"] is None
+    same = gamma_pass_rate(reference, reference, grid, pass_rate_only=True)
+    assert same["pass_rate"] == 1.0

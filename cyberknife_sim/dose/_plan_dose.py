@@ -234,7 +234,7 @@ def run_dose(pd: PlanDose, scene: Scene, beams: list[Beam], record: LoopRecord) 
     for g in ds.gamma:
         name = f"{g.dose_percent:g}%/{g.dta_mm:g}mm"
         res = gamma_pass_rate(pd.planned_gy, delivered, pd.grid, dose_percent=g.dose_percent,
-                              dta_mm=g.dta_mm)
+                              dta_mm=g.dta_mm, pass_rate_only=True)
         metrics["gamma"][name] = {k: v for k, v in res.items() if np.isscalar(v)}
     return DoseResult(grid=pd.grid, planned_gy=pd.planned_gy.astype(np.float32),
                       delivered_gy=delivered.astype(np.float32), masks=pd.masks,
