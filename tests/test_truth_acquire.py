@@ -17,6 +17,7 @@ from cyberknife_sim.truth._acquire import (
     acquire_ct_on_grid,
     bin_particles,
     breath_phase_levels,
+    noise_sigma_hu,
     planning_positions,
     regular_grid,
 )
@@ -230,6 +231,56 @@ def test_noise_level_and_texture(texture):
         assert lag1 > 0.3                          # correlation, negative further out
         lag3 = np.mean(n[:, :, 3:] * n[:, :, :-3]) / n.var()
         assert lag3 < 0.0
+
+
+def test_noise_at_fixed_dose_scales_as_one_over_sqrt_slice():
+    # fixed dose: a slice n times thicker collects n times the photons of a thin one, so it
+    # is the mean of n independent thin slices (box SSP, white noise): sigma / sqrt(n)
+    block = _lattice_particles(lambda p: np.ones(len(p), bool), [0, 0, 0], [64, 64, 16],
+                               1.0, 40.0, "block")
+    kw = dict(ssp="box", noise_hu=20.0, noise_texture="white", noise_reference_slice_mm=1.5)
+    thin = acquire_ct([(block, block.position_ct_mm)], origin_ct_mm=[0.5, 0.5, 0.25],
+                      shape=(32, 64, 64), slice_mm=0.5, rng=np.random.default_rng(1), **kw)
+    thick = acquire_ct([(block, block.position_ct_mm)], origin_ct_mm=[0.5, 0.5, 1.0],
+                       shape=(8, 64, 64), slice_mm=2.0, rng=np.random.default_rng(2), **kw)
+    n_thin = thin.hu.astype(float) - 40.0
+    assert n_thin.std() == pytest.approx(20.0 * np.sqrt(1.5 / 0.5), rel=0.03)
+    mean4 = n_thin.reshape(8, 4, 64, 64).mean(axis=1)     # 4 thin slices = one 2 mm slice
+    assert (thick.hu.astype(float) - 40.0).std() == pytest.approx(mean4.std(), rel=0.04)
+    assert noise_sigma_hu(10.0, slice_mm=3.0, reference_slice_mm=None) == 10.0
+    with pytest.raises(ValueError, match="noise_reference_slice_mm"):
+        noise_sigma_hu(10.0, slice_mm=3.0, reference_slice_mm=0.0)
+
+
+def _triangle_cdf(y, half):
+    """Cumulative integral of a unit-area triangle of half-base ``half`` (= its FWHM)."""
+    y = np.clip(np.asarray(y, float), -half, half)
+    return np.where(y < 0, (y + half) ** 2 / (2 * half**2), 1 - (half - y) ** 2 / (2 * half**2))
+
+
+def test_slice_grid_phase_moves_a_sampled_edge_and_averages_out():
+    # a slab whose upper face (an endplate) is at z = 10 mm, 3 mm slices, triangle SSP:
+    # the 50 % crossing of the sampled (linearly interpolated) profile depends on where the
+    # slices fall (the closed form: step ⊗ triangle sampled at the slice centres) and its
+    # mean over the grid phase is the true edge
+    slab = _lattice_particles(lambda p: np.ones(len(p), bool), [-6, -6, -20], [6, 6, 10],
+                              0.5, 40.0, "slab")
+    t, edges, exact = 3.0, [], []
+    for phase in np.arange(8) / 8:
+        v = acquire_ct([(slab, slab.position_ct_mm)], origin_ct_mm=[-1, -1, -4.0],
+                       shape=(10, 3, 3), slice_mm=t, noise_hu=0, slice_phase=phase)
+        z = v.ct_from_ijk[2, 3] + t * np.arange(10)
+        assert v.ct_from_ijk[2, 3] == pytest.approx(-4.0 + phase * t)
+        frac = (v.hu[:, 1, 1].astype(float) + 1000.0) / 1040.0
+        edges.append(np.interp(-0.5, -frac, z))
+        exact.append(np.interp(-0.5, -(1.0 - _triangle_cdf(z - 10.0, t)), z))
+    edges = np.array(edges)
+    assert edges == pytest.approx(exact, abs=0.01)
+    assert edges.max() - edges.min() > 0.1            # a fixed grid is biased ...
+    assert edges.mean() == pytest.approx(10.0, abs=0.01)   # ... the phase average is not
+    with pytest.raises(ValueError, match="slice_phase"):
+        acquire_ct([(slab, slab.position_ct_mm)], origin_ct_mm=[0, 0, 0], shape=(2, 2, 2),
+                   noise_hu=0, slice_phase=1.0)
 
 
 class _Toy:

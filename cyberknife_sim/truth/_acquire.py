@@ -21,12 +21,24 @@ raw weights already sum to one: box and triangle SSPs both contain a box of one 
 CT number follows from the binned masses (:func:`~cyberknife_sim.truth.masses_to_hu`).
 
 Noise (``noise_texture``): zero-mean Gaussian, ``noise_hu`` standard deviation per voxel,
-independent between slices. ``"fbp"`` (default) gives it filtered back-projection's texture:
-white noise filtered in each slice so that its noise power spectrum is
+independent between slices. At a fixed dose (mAs, CTDIvol) the quantum noise variance of a
+reconstructed voxel is inversely proportional to the photons it collects, so to the slice
+thickness: sigma ∝ 1 / sqrt(slice) (Brooks & Di Chiro, Phys Med Biol 21:390, 1976; Hsieh,
+*Computed Tomography*, 2nd ed., SPIE 2009, ch. 5). With ``noise_reference_slice_mm`` the
+given ``noise_hu`` is the sigma at that thickness and the acquired slice gets
+``noise_hu * sqrt(reference / slice)`` (:func:`noise_sigma_hu`); without it ``noise_hu`` is
+used as is (the same sigma at every thickness: a dose that grows as the slice thins).
+``"fbp"`` (default) gives it filtered back-projection's texture: white noise filtered in
+each slice so that its noise power spectrum is
 ``NPS(f) ∝ f · (0.5 + 0.5 cos(π f / f_N))²`` (a ramp times a Hann apodisation, f the radial
 frequency, f_N the Nyquist frequency; zero at DC, peak near f_N/3 — the textbook shape of an
 FBP NPS); ``"white"`` leaves it uncorrelated. Values are rounded to int16 and clipped at
 -1024 HU (as scanners store them).
+
+Slice-grid phase (``slice_phase`` of :func:`acquire_ct`): where the slices fall relative to
+the anatomy is arbitrary on a real scanner (the couch start position); a sampled edge (a
+vertebral endplate) is displaced by a phase-dependent fraction of a slice that averages to
+zero over the phase, so studies of the slice thickness should vary or average it.
 
 Breathing (:func:`planning_positions`): a planning CT is taken at exhale, at inhale (breath
 hold), or free-breathing; a free-breathing (or 4D-averaged) CT is modelled as the mean image
@@ -53,7 +65,7 @@ if TYPE_CHECKING:
     from ._userct import TruthModel
 
 __all__ = ["Weighted", "acquire_ct", "acquire_ct_on_grid", "bin_particles",
-           "breath_phase_levels", "planning_positions", "regular_grid"]
+           "breath_phase_levels", "noise_sigma_hu", "planning_positions", "regular_grid"]
 
 SSP = Literal["box", "triangle"]
 NoiseTexture = Literal["white", "fbp"]
@@ -237,10 +249,25 @@ def _fbp_filter(nj: int, ni: int) -> NDArray[np.float64]:
     return np.sqrt(nps_r) * scale
 
 
+def noise_sigma_hu(noise_hu: float, *, slice_mm: float,
+                   reference_slice_mm: float | None) -> float:
+    """CT noise sigma (HU) of a ``slice_mm`` slice at the dose that gives ``noise_hu`` at
+    ``reference_slice_mm``: ``noise_hu * sqrt(reference / slice)`` (quantum noise at fixed
+    dose, see the module docstring); ``noise_hu`` itself when the reference is None."""
+    if not (np.isfinite(slice_mm) and slice_mm > 0):
+        raise ValueError(f"slice_mm must be > 0 (got {slice_mm})")
+    if reference_slice_mm is None:
+        return float(noise_hu)
+    if not (np.isfinite(reference_slice_mm) and reference_slice_mm > 0):
+        raise ValueError(f"noise_reference_slice_mm must be > 0 (got {reference_slice_mm})")
+    return float(noise_hu) * math.sqrt(reference_slice_mm / slice_mm)
+
+
 def acquire_ct_on_grid(sets_and_positions: Sequence, ct_from_ijk: ArrayLike,
                        shape: tuple[int, int, int], *, slice_mm: float | None = None,
                        ssp: SSP = "triangle", noise_hu: float = 10.0,
                        noise_texture: NoiseTexture = "fbp",
+                       noise_reference_slice_mm: float | None = None,
                        rng: np.random.Generator | None = None, name: str = "acquired CT") -> Volume:
     """Simulated CT of particles on a given axis-aligned grid (see the module docstring).
 
@@ -258,9 +285,12 @@ def acquire_ct_on_grid(sets_and_positions: Sequence, ct_from_ijk: ArrayLike,
     ssp : {"triangle", "box"}
         Slice sensitivity profile.
     noise_hu : float
-        Noise standard deviation per voxel (HU); 0 for none.
+        Noise standard deviation per voxel (HU); 0 for none. At ``noise_reference_slice_mm``
+        if that is given (then scaled by ``sqrt(reference / slice)``, fixed dose).
     noise_texture : {"fbp", "white"}
         Noise power spectrum in-plane.
+    noise_reference_slice_mm : float, optional
+        Slice thickness (mm) at which ``noise_hu`` holds; None: ``noise_hu`` at any slice.
     rng : numpy.random.Generator
         Required when ``noise_hu > 0``.
     name : str
@@ -278,6 +308,9 @@ def acquire_ct_on_grid(sets_and_positions: Sequence, ct_from_ijk: ArrayLike,
     if noise_hu > 0 and rng is None:
         raise ValueError("noise_hu > 0 needs rng (a numpy.random.Generator)")
     a = np.asarray(ct_from_ijk, dtype=np.float64)
+    t_mm = abs(float(a[2, 2])) if slice_mm is None else float(slice_mm)
+    sigma_hu = noise_sigma_hu(noise_hu, slice_mm=t_mm,
+                              reference_slice_mm=noise_reference_slice_mm)
     grid = bin_particles(sets_and_positions, a, shape, slice_mm=slice_mm, ssp=ssp,
                          quantity="attenuation")
     vol_cm3 = abs(float(np.linalg.det(a[:3, :3]))) / 1000.0
@@ -288,7 +321,7 @@ def acquire_ct_on_grid(sets_and_positions: Sequence, ct_from_ijk: ArrayLike,
             h = _fbp_filter(hu.shape[1], hu.shape[2]).astype(np.float32)
             noise = sfft.irfft2(sfft.rfft2(noise, axes=(1, 2)) * h, s=hu.shape[1:],
                                 axes=(1, 2))
-        hu += noise_hu * noise
+        hu += sigma_hu * noise
     out = np.clip(np.rint(hu), -1024, 32767).astype(np.int16)
     return Volume(out, a, name=name)
 
@@ -310,8 +343,9 @@ def regular_grid(origin_ct_mm: ArrayLike, *, pixel_mm: float = 1.0,
 def acquire_ct(sets_and_positions: Sequence, *, origin_ct_mm: ArrayLike,
                shape: tuple[int, int, int], pixel_mm: float = 1.0, slice_mm: float = 1.5,
                ssp: SSP = "triangle", noise_hu: float = 10.0,
-               noise_texture: NoiseTexture = "fbp", rng: np.random.Generator | None = None,
-               name: str = "acquired CT") -> Volume:
+               noise_texture: NoiseTexture = "fbp",
+               noise_reference_slice_mm: float | None = None, slice_phase: float = 0.0,
+               rng: np.random.Generator | None = None, name: str = "acquired CT") -> Volume:
     """Simulated planning CT of the truth on a regular LPS grid (see the module docstring).
 
     Parameters
@@ -326,17 +360,25 @@ def acquire_ct(sets_and_positions: Sequence, *, origin_ct_mm: ArrayLike,
         In-plane pixel (mm), typically 0.5-1.5.
     slice_mm : float
         Slice thickness = slice spacing = SSP FWHM (mm), typically 0.625-3.0.
-    ssp, noise_hu, noise_texture, rng, name
+    ssp, noise_hu, noise_texture, noise_reference_slice_mm, rng, name
         As :func:`acquire_ct_on_grid`.
+    slice_phase : float
+        Shift of the slice grid along z, as a fraction of ``slice_mm`` in [0, 1): slice k
+        is centred at ``origin_z + (k + slice_phase) * slice_mm`` (the arbitrary couch
+        position of a real scan; 0: at the origin).
 
     Returns
     -------
     Volume
         int16 HU.
     """
-    a = regular_grid(origin_ct_mm, pixel_mm=pixel_mm, slice_mm=slice_mm)
+    if not (np.isfinite(slice_phase) and 0.0 <= slice_phase < 1.0):
+        raise ValueError(f"slice_phase must be within [0, 1) (got {slice_phase})")
+    o = np.asarray(origin_ct_mm, dtype=np.float64) + [0.0, 0.0, slice_phase * slice_mm]
+    a = regular_grid(o, pixel_mm=pixel_mm, slice_mm=slice_mm)
     return acquire_ct_on_grid(sets_and_positions, a, shape, slice_mm=slice_mm, ssp=ssp,
-                              noise_hu=noise_hu, noise_texture=noise_texture, rng=rng,
+                              noise_hu=noise_hu, noise_texture=noise_texture,
+                              noise_reference_slice_mm=noise_reference_slice_mm, rng=rng,
                               name=name)
 
 
