@@ -35,16 +35,88 @@ def test_quadratic_recovers_a_quadratic_relation_linear_does_not():
 
 
 def test_dual_recovers_hysteresis_branches():
+    """Parallel inhale/exhale branches (an offset of 1.5 mm in z) are recovered exactly with
+    the hard switch (switch_fraction 0); linear cannot follow them."""
     a_ex = A + np.array([0.0, 0.0, 1.5])
     y = np.where((VEL >= 0)[:, None], A + EXT[:, None] * B, a_ex + EXT[:, None] * B)
-    dual = make_correlation_model("dual").fit(EXT, y, VEL)
+    dual = make_correlation_model("dual", switch_fraction=0.0).fit(EXT, y, VEL)
+    assert dual.fallback_reason is None
     np.testing.assert_allclose(dual.predict(EXT, VEL), y, atol=1e-9)
     np.testing.assert_allclose(dual.predict_one(4.0, -1.0), a_ex + 4 * B, atol=1e-9)
     np.testing.assert_allclose(dual.predict_one(4.0, +1.0), A + 4 * B, atol=1e-9)
+    np.testing.assert_allclose(dual.offset_mm, [0.0, 0.0, -0.75], atol=1e-9)
+    # the blend: halfway between the branches at zero velocity, linear in between
+    blend = make_correlation_model("dual", switch_fraction=0.5).fit(EXT, y, VEL)
+    np.testing.assert_allclose(blend.predict_one(4.0, 0.0), A + 4 * B + [0, 0, 0.75],
+                               atol=0.2)
     lin = make_correlation_model("linear").fit(EXT, y)
     assert np.abs(lin.predict(EXT) - y).max() > 0.5
     with pytest.raises(ValueError, match="ext_velocity is required"):
         make_correlation_model("dual").fit(EXT, y)
+
+
+def test_dual_falls_back_to_the_pooled_fit_when_branches_are_not_separable():
+    y = A + EXT[:, None] * B
+    one_branch = make_correlation_model("dual").fit(EXT, y, np.full(EXT.size, 2.0))
+    assert "do not separate" in one_branch.fallback_reason
+    few = make_correlation_model("dual").fit(EXT[:3], y[:3], VEL[:3])
+    assert "point(s)" in few.fallback_reason
+    for m in (one_branch, few):
+        np.testing.assert_allclose(m.predict(EXT, VEL), y, atol=1e-9)
+
+
+def _ellipse(phase_cyc, shift_deg, *, amp_mm=5.0, ext_mm=4.0):
+    """Target ``amp sin(2π u + φ)`` against chest ``ext sin(2π u)`` (mm) and the chest's
+    exact velocity (mm per cycle): a hysteresis loop (an ellipse)."""
+    w = 2 * np.pi * phase_cyc
+    return (ext_mm * np.sin(w), 2 * np.pi * ext_mm * np.cos(w),
+            amp_mm * np.sin(w + np.radians(shift_deg)))
+
+
+def test_dual_hard_switch_on_an_ellipse_matches_the_analytic_residual():
+    """Least squares over a whole cycle: linear leaves ``A sin φ cos(wt)`` (max ``A sin φ``,
+    RMS ``A sin φ/√2``); two parallel branches leave ``A sin φ (|sin wt| - 2/π)`` (max
+    ``(2/π) A sin φ``, RMS ``A sin φ √(1/2 - 4/π²)``), to 0.5 %."""
+    u = (np.arange(3600) + 0.5) / 3600
+    e, v, y = _ellipse(u, 15.0)
+    a = 5.0 * np.sin(np.radians(15.0))
+    lin = make_correlation_model("linear").fit(e, y, v)
+    dual = make_correlation_model("dual", switch_fraction=0.0).fit(e, y, v)
+    for m, want_max, want_rms in ((lin, a, a / np.sqrt(2)),
+                                  (dual, 2 / np.pi * a, a * np.sqrt(0.5 - 4 / np.pi**2))):
+        err = np.abs(m.predict(e, v)[:, 0] - y)
+        assert err.max() == pytest.approx(want_max, rel=5e-3), m.name
+        assert np.sqrt(np.mean(err**2)) == pytest.approx(want_rms, rel=5e-3), m.name
+
+
+def test_dual_beats_linear_on_a_noisy_ellipse_with_few_points():
+    """The loop's situation: 12 X-ray points at random phases, the chest seen by markers
+    with 0.06 mm noise (0.1 mm per marker, 3 markers) at 26 Hz, velocity a 4-frame backward
+    difference, target leading the chest by 15° (4 s cycle). Over 60 windows the median
+    error over a cycle (noise-free chest) of ``dual`` is below 0.5× linear's RMS and 0.7×
+    its max. The earlier dual (a free line per branch, hard switch) failed both: 0.54× and
+    0.95× (its branch slopes follow where the few points land)."""
+    rng = np.random.default_rng(11)
+    dt_cyc = 1.0 / 26 / 4.0  # one frame, in cycles of a 4 s breath
+    frames = np.arange(-4, 1) * dt_cyc
+
+    def points(u, noise_mm):
+        e_frames = _ellipse(u[:, None] + frames, 15.0)[0]
+        e_frames = e_frames + rng.normal(0.0, noise_mm, e_frames.shape)
+        vel = (e_frames[:, -1] - e_frames[:, 0]) / (4 * dt_cyc)
+        return e_frames[:, -1], vel, _ellipse(u, 15.0)[2]
+
+    u_test = np.linspace(0.0, 1.0, 400, endpoint=False)
+    ratios = []
+    for _ in range(60):
+        e, v, y = points(rng.uniform(0.0, 50.0, 12), 0.06)
+        et, vt, yt = points(u_test, 0.0)
+        errs = [np.abs(make_correlation_model(n).fit(e, y, v).predict(et, vt)[:, 0] - yt)
+                for n in ("linear", "dual")]
+        ratios.append([np.sqrt(np.mean(errs[1]**2) / np.mean(errs[0]**2)),
+                       errs[1].max() / errs[0].max()])
+    rms_ratio, max_ratio = np.median(ratios, axis=0)
+    assert rms_ratio < 0.5 and max_ratio < 0.7, (rms_ratio, max_ratio)
 
 
 def _phase_lag_points(n: int, lag_deg: np.ndarray, *, period_s: float = 4.0):
