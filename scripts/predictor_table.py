@@ -12,8 +12,14 @@ one-sample spike, a 0.05 mm/s linear drift, and 5 % dropped samples plus a 4 s d
 Cell: relative RMS (dimensionless) and, in brackets, the method's worst error / the worst
 error with no prediction. Last column: no prediction's worst error (mm).
 
-Run: ``python scripts/predictor_table.py [--no-guard] [--horizons-ms 115,200]``
-(prints Markdown; about 2 minutes).
+At another rate (``--rate-hz 26``, the tracking loop's camera clock) the predictors are fed a
+causal resampling of each real trace (sample-and-hold of its 5 Hz samples: each 26 Hz input
+is the newest recorded sample at that instant) and scored against the recording interpolated
+linearly at t + horizon (scoring only; the input never looks ahead); the synthetic traces
+are generated at that rate (0.1 mm noise per sample).
+
+Run: ``python scripts/predictor_table.py [--no-guard] [--horizons-ms 115,200]
+[--rate-hz 26]`` (prints Markdown; about 2 minutes at 5 Hz, about 10 at 26 Hz).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from cyberknife_sim.tracking import make_predictor, relative_rms  # noqa: E402
 from cyberknife_sim.tracking._predictors import METHODS, truth_ahead  # noqa: E402
 
 DT_S = 0.2
-SKIP = 100  # 20 s of training left out
+SKIP_S = 20.0  # training left out of the score (s)
 REAL = [("liver (internal)", "liver_trace1_6dof.txt", 1.0, (1, 2, 3)),
         ("lung (internal)", "lung_trace1_large_ap_6dof.txt", 1.0, (1, 2, 3)),
         ("pair mean_motion_091 internal", "pair_mean_motion_091_internal.txt", 1.0, (1, 2, 3)),
@@ -43,11 +49,12 @@ REAL = [("liver (internal)", "liver_trace1_6dof.txt", 1.0, (1, 2, 3)),
         ("pair sine external", "pair_sine_external.txt", 1.0, (1,))]
 
 
-def synthetic() -> dict[str, np.ndarray]:
+def synthetic(dt_s: float = DT_S) -> dict[str, np.ndarray]:
+    """Synthetic breathing at sample interval ``dt_s`` (s) and its faulted variants (mm)."""
     rng = np.random.default_rng(0)
-    t = np.arange(0.0, 600.0, DT_S)
+    t = np.arange(0.0, 600.0, dt_s)
     period = 4.0 + 0.5 * np.sin(2 * np.pi * t / 47.0)
-    phase = 2 * np.pi * np.cumsum(DT_S / period)
+    phase = 2 * np.pi * np.cumsum(dt_s / period)
     base = 5.0 * (1 + 0.2 * np.sin(2 * np.pi * t / 31.0)) * np.sin(phase) \
         + rng.normal(0, 0.1, t.size)
     j = t.size // 2
@@ -56,41 +63,67 @@ def synthetic() -> dict[str, np.ndarray]:
     spike[j] += 22.0
     drops = base.copy()
     drops[rng.random(t.size) < 0.05] = np.nan
-    drops[j: j + 20] = np.nan
+    drops[j: j + int(round(4.0 / dt_s))] = np.nan
     return {"synthetic breathing": base, "synthetic + 12 mm step": step,
             "synthetic + 22 mm spike": spike, "synthetic + 0.05 mm/s drift": base + 0.05 * t,
             "synthetic + dropouts (5 % + 4 s)": drops}
 
 
-def score(x: np.ndarray, method: str, horizon_s: float, guard: bool) -> tuple[float, float,
-                                                                              float]:
-    """(relative RMS, worst error / no prediction's worst, no prediction's worst mm)."""
+def score(x: np.ndarray, method: str, horizon_s: float, guard: bool, *, dt_s: float = DT_S,
+          truth: np.ndarray | None = None) -> tuple[float, float, float]:
+    """(relative RMS, worst error / no prediction's worst, no prediction's worst mm).
+
+    ``x`` is what the predictor is fed (sample interval ``dt_s``); ``truth`` (same rows) the
+    signal it is scored against, default ``x`` itself (dropped samples held)."""
     x = x.reshape(len(x), -1)
-    p = make_predictor(method, horizon_s=horizon_s, dt_s=DT_S, dim=x.shape[1], guard=guard)
+    p = make_predictor(method, horizon_s=horizon_s, dt_s=dt_s, dim=x.shape[1], guard=guard)
     pred = p.predict_series(x)
     # the truth of a dropped sample is unknown: score rows whose truth and input are known
     filled = x.copy()
     for i in range(1, len(filled)):
         filled[i] = np.where(np.isfinite(filled[i]), filled[i], filled[i - 1])
-    steps = horizon_s / DT_S
+    ref_signal = filled if truth is None else truth.reshape(len(truth), -1)
+    steps = horizon_s / dt_s
+    skip = int(round(SKIP_S / dt_s))
     k = int(math.ceil(steps - 1e-9))
-    truth = truth_ahead(filled, steps)[SKIP:]
-    known = np.isfinite(x[SKIP + k:]).all(axis=1) & np.isfinite(x[SKIP: len(x) - k]).all(axis=1)
-    err = np.linalg.norm(truth - pred[SKIP: len(x) - k], axis=1)[known]
-    ref = np.linalg.norm(truth - filled[SKIP: len(x) - k], axis=1)[known]
+    ahead = truth_ahead(ref_signal, steps)[skip:]
+    known = np.isfinite(x[skip + k:]).all(axis=1) & np.isfinite(x[skip: len(x) - k]).all(axis=1)
+    err = np.linalg.norm(ahead - pred[skip: len(x) - k], axis=1)[known]
+    ref = np.linalg.norm(ahead - filled[skip: len(x) - k], axis=1)[known]
     rel = float(np.sqrt(np.mean(err**2) / np.mean(ref**2)))
-    if np.isfinite(x).all():
-        assert abs(rel - relative_rms(x, pred, steps, skip=SKIP)) < 1e-9
+    if np.isfinite(x).all() and truth is None:
+        assert abs(rel - relative_rms(x, pred, steps, skip=skip)) < 1e-9
     return rel, float(err.max() / ref.max()), float(ref.max())
 
 
-def signals(shared: Path) -> dict[str, np.ndarray]:
-    out = {}
+def hold_resample(values: np.ndarray, dt_in_s: float, dt_s: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Causal sample-and-hold of a signal sampled every ``dt_in_s`` onto ``dt_s`` (s), and the
+    same instants linearly interpolated (for scoring only).
+
+    Returns (held input, interpolated truth), shape (m, d).
+    """
+    v = values.reshape(len(values), -1)
+    t_in = np.arange(len(v)) * dt_in_s
+    t = np.arange(0.0, t_in[-1] + 1e-9, dt_s)
+    idx = np.floor(t / dt_in_s + 1e-9).astype(np.int64)
+    truth = np.column_stack([np.interp(t, t_in, c) for c in v.T])
+    return v[idx], truth
+
+
+def signals(shared: Path, dt_s: float = DT_S
+            ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Per trace: (predictor input, scoring truth or None for the input itself)."""
+    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for label, name, unit_s, cols in REAL:
-        tr = read_trace(shared / "traces" / name, columns=cols, time_unit_s=unit_s)
+        path = shared / "traces" / name
+        if not path.is_file():
+            continue
+        tr = read_trace(path, columns=cols, time_unit_s=unit_s)
         assert abs(tr.dt_s - DT_S) < 1e-6, (name, tr.dt_s)
-        out[label] = tr.values
-    out.update(synthetic())
+        out[label] = (tr.values, None) if abs(dt_s - DT_S) < 1e-12 else \
+            hold_resample(tr.values, DT_S, dt_s)
+    out.update({k: (v, None) for k, v in synthetic(dt_s).items()})
     return out
 
 
@@ -99,18 +132,24 @@ def main() -> None:
     ap.add_argument("--no-guard", action="store_true", help="methods without their guards")
     ap.add_argument("--horizons-ms", default="115,200", help="comma-separated (ms)")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--rate-hz", type=float, default=1.0 / DT_S,
+                    help="rate fed to the predictors (Hz); real traces sample-and-held")
     args = ap.parse_args()
-    sigs = signals(args.shared)
+    dt_s = 1.0 / args.rate_hz
+    sigs = signals(args.shared, dt_s)
+    feed = "5 Hz own samples" if abs(dt_s - DT_S) < 1e-12 else \
+        f"{args.rate_hz:g} Hz (real traces sample-and-held)"
     guard = "unguarded" if args.no_guard else "guarded (default)"
     for h_ms in (float(v) for v in args.horizons_ms.split(",")):
-        print(f"\n**Horizon {h_ms:g} ms, 5 Hz own samples (causal), {guard}.** Cell: relative "
+        print(f"\n**Horizon {h_ms:g} ms, {feed} (causal), {guard}.** Cell: relative "
               "RMS (worst error / no prediction's worst).\n")
         print("| trace | " + " | ".join(METHODS) + " | no prediction's worst (mm) |")
         print("|---" * (len(METHODS) + 2) + "|")
-        for label, x in sigs.items():
+        for label, (x, truth) in sigs.items():
             cells, worst_none = [], 0.0
             for m in METHODS:
-                rel, ratio, worst_none = score(x, m, h_ms / 1e3, not args.no_guard)
+                rel, ratio, worst_none = score(x, m, h_ms / 1e3, not args.no_guard,
+                                               dt_s=dt_s, truth=truth)
                 cells.append(f"{rel:.2f} ({ratio:.2f})")
             print(f"| {label} | " + " | ".join(cells) + f" | {worst_none:.1f} |")
             sys.stdout.flush()

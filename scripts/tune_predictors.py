@@ -16,7 +16,16 @@ Procedure (fixed before looking at the scores, not tuned per trace):
 * a first, smaller grid had its optimum on its edges (wLMS levels 4 / mu 0.5; krr order 5,
   gamma 0.3, lam 0.03), so the grids below were widened past them once.
 
-Run ``python scripts/tune_predictors.py [--quick]``; prints the chosen parameters and scores.
+At the loop's rate (``--rate-hz 26``: the tracking loop feeds its predictor every camera frame)
+the same procedure runs with the synthetic traces generated at that rate and the real traces
+resampled causally by sample-and-hold (each input is the newest recorded sample; the score
+compares with the recording interpolated linearly at t + horizon, which reads the future only
+for scoring), on the grid ``GRIDS_FAST``: the 5 Hz defaults, and the same time scales in
+samples of the faster clock (wLMS ``levels`` + log2(rate ratio); krr ``order``, ``window``
+and ``refit_every`` scaled), to decide whether a parameter is physics in seconds or a count.
+
+Run ``python scripts/tune_predictors.py [--quick] [--rate-hz 26] [--horizon-ms 200]``;
+prints the chosen parameters and scores.
 """
 
 from __future__ import annotations
@@ -33,10 +42,11 @@ sys.path.insert(0, str(ROOT))
 
 from cyberknife_sim.motion import BreathingPattern  # noqa: E402
 from cyberknife_sim.tracking import make_predictor, relative_rms  # noqa: E402
+from cyberknife_sim.tracking._predictors import truth_ahead  # noqa: E402
 
 DT_S = 0.2
 HORIZON_S = 0.2
-SKIP = 100  # 20 s of training left out of the score
+SKIP_S = 20.0  # training left out of the score (s)
 TRACES = ("liver_trace1_6dof.txt", "lung_trace1_large_ap_6dof.txt",
           "pair_mean_motion_091_internal.txt", "pair_sine_internal.txt")
 GRIDS = {
@@ -47,46 +57,82 @@ GRIDS = {
             "window": (150,),
             "refit_every": (10,)},
 }
+GRIDS_FAST = {  # at ~26 Hz (5.2x the 5 Hz clock): counts as at 5 Hz, and scaled to seconds
+    "wlms": {"levels": (5, 6, 7, 8), "taps": (2,), "mu": (0.1, 0.2, 0.5, 1.0)},
+    # refit every 26 samples (1 s; 2 s at 5 Hz is 10 samples): the refit's cost grows as
+    # window^3 and the loop must keep up with the camera
+    "krr": {"order": (8, 16), "gamma": (0.1, 0.3), "lam": (0.03,), "window": (150, 300),
+            "refit_every": (26,)},
+}
 
 
-def synthetic_trace(seed: int, duration_s: float = 300.0) -> np.ndarray:
-    """An irregular 3-axis Lujan breathing trace (mm) at 5 Hz, with noise and drift."""
+def synthetic_trace(seed: int, duration_s: float = 300.0, dt_s: float = DT_S) -> np.ndarray:
+    """An irregular 3-axis Lujan breathing trace (mm) sampled every ``dt_s`` (s), with 0.1 mm
+    noise per sample and drift."""
     rng = np.random.default_rng(seed)
     period = 3.5 + 1.5 * rng.random()
     pattern = BreathingPattern.generate(duration_s=duration_s, period_s=period, shape_n=2,
                                         period_cv=0.2, amplitude_cv=0.2, rng=rng)
-    t = np.arange(0.0, duration_s, DT_S)
+    t = np.arange(0.0, duration_s, dt_s)
     b = pattern(t)
     amp = np.array([1.5, 4.0, 12.0]) * (0.5 + rng.random(3))
     drift = np.outer(t / duration_s, rng.normal(0.0, 2.0, 3))
-    return b[:, None] * amp + drift + rng.normal(0.0, 0.1, (t.size, 3))
+    noise = rng.normal(0.0, 0.1, (t.size, 3))
+    return b[:, None] * amp + drift + noise
 
 
-def load_traces(data: Path) -> dict[str, np.ndarray]:
-    out = {f"synthetic_{s}": synthetic_trace(s) for s in range(4)}
+def hold(x: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Causal sample-and-hold of 5 Hz samples onto ``dt_s`` (s) and, for scoring only, the
+    recording linearly interpolated at the same instants; both (m, d)."""
+    t_in = np.arange(len(x)) * DT_S
+    t = np.arange(0.0, t_in[-1] + 1e-9, dt_s)
+    idx = np.floor(t / DT_S + 1e-9).astype(np.int64)
+    return x[idx], np.column_stack([np.interp(t, t_in, c) for c in x.T])
+
+
+def load_traces(data: Path, dt_s: float = DT_S
+                ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Per trace: (predictor input, scoring truth or None for the input itself)."""
+    out = {f"synthetic_{s}": (synthetic_trace(s, dt_s=dt_s), None) for s in range(4)}
     for name in TRACES:
         path = data / "traces" / name
         if path.is_file():
-            out[name] = np.loadtxt(path)[:, 1:4]
+            x = np.loadtxt(path)[:, 1:4]
+            out[name] = (x, None) if abs(dt_s - DT_S) < 1e-12 else hold(x, dt_s)
     return out
 
 
-def score(method: str, params: dict, x: np.ndarray) -> float:
-    """Relative RMS of ``make_predictor(method, **params)`` as the loop builds it (guarded)."""
-    p = make_predictor(method, horizon_s=HORIZON_S, dt_s=DT_S, dim=x.shape[1], **params)
-    return relative_rms(x, p.predict_series(x), p.horizon_steps, skip=SKIP)
+def score(method: str, params: dict, x: np.ndarray, *, dt_s: float = DT_S,
+          horizon_s: float = HORIZON_S, truth: np.ndarray | None = None) -> float:
+    """Relative RMS of ``make_predictor(method, **params)`` as the loop builds it (guarded),
+    against ``truth`` (default the input itself) at t + horizon."""
+    p = make_predictor(method, horizon_s=horizon_s, dt_s=dt_s, dim=x.shape[1], **params)
+    pred = p.predict_series(x)
+    steps = horizon_s / dt_s
+    skip = int(round(SKIP_S / dt_s))
+    if truth is None:
+        return relative_rms(x, pred, steps, skip=skip)
+    k = int(np.ceil(steps - 1e-9))
+    ahead = truth_ahead(truth, steps)[skip:]
+    err = np.linalg.norm(ahead - pred[skip: len(x) - k], axis=1)
+    ref = np.linalg.norm(ahead - x[skip: len(x) - k], axis=1)
+    return float(np.sqrt(np.mean(err**2) / np.mean(ref**2)))
 
 
-def tune(method: str, traces: dict[str, np.ndarray], quick: bool) -> dict:
-    grid = GRIDS[method]
+def tune(method: str, traces: dict[str, tuple[np.ndarray, np.ndarray | None]], quick: bool, *,
+         dt_s: float = DT_S, horizon_s: float = HORIZON_S) -> dict:
+    grid = GRIDS[method] if abs(dt_s - DT_S) < 1e-12 else GRIDS_FAST[method]
     keys = list(grid)
     points = [dict(zip(keys, v, strict=True)) for v in itertools.product(*grid.values())]
     if quick:
-        traces = {k: v[:1500] for k, v in traces.items()}
+        n = int(round(300.0 / dt_s))
+        traces = {k: (x[:n], None if t is None else t[:n]) for k, (x, t) in traces.items()}
     names = list(traces)
-    table = np.array([[score(method, p, traces[n]) for n in names] for p in points])
+    table = np.array([[score(method, p, traces[n][0], dt_s=dt_s, horizon_s=horizon_s,
+                             truth=traces[n][1]) for n in names] for p in points])
     best = int(np.argmin(table.mean(axis=1)))
-    print(f"\n{method}: {len(points)} grid points x {len(names)} traces")
+    print(f"\n{method} at {1 / dt_s:g} Hz, horizon {horizon_s * 1e3:g} ms: {len(points)} grid "
+          f"points x {len(names)} traces")
     print(f"  chosen (lowest mean over all): {points[best]}  mean {table[best].mean():.3f}")
     for j, n in enumerate(names):
         print(f"    {n:38s} {table[best, j]:.3f}")
@@ -95,6 +141,10 @@ def tune(method: str, traces: dict[str, np.ndarray], quick: bool) -> dict:
         others = [k for k in range(len(names)) if k != j]
         pick = int(np.argmin(table[:, others].mean(axis=1)))
         print(f"  leave-one-out {names[j]:30s} params {points[pick]} -> {table[pick, j]:.3f}")
+    print("  all grid points (mean over traces, then per trace):")
+    for p, row in zip(points, table, strict=True):
+        print(f"    {p}  {row.mean():.3f}  " + " ".join(f"{v:.3f}" for v in row))
+    sys.stdout.flush()
     return points[best]
 
 
@@ -103,10 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--quick", action="store_true", help="first 300 s of each trace only")
     ap.add_argument("--method", choices=sorted(GRIDS), action="append")
+    ap.add_argument("--rate-hz", type=float, default=1.0 / DT_S,
+                    help="rate fed to the predictors (Hz); 5: the traces' own samples")
+    ap.add_argument("--horizon-ms", type=float, default=HORIZON_S * 1e3)
     args = ap.parse_args(argv)
-    traces = load_traces(args.data)
+    dt_s = 1.0 / args.rate_hz
+    traces = load_traces(args.data, dt_s)
     for m in args.method or sorted(GRIDS):
-        tune(m, traces, args.quick)
+        tune(m, traces, args.quick, dt_s=dt_s, horizon_s=args.horizon_ms / 1e3)
     return 0
 
 

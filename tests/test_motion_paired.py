@@ -140,3 +140,72 @@ def test_linear_model_error_grows_with_the_phase_shift():
            for s in mod.SHIFTS_DEG]
     assert np.all(np.isfinite(rms))
     assert np.all(np.diff(rms) > 0), rms
+
+
+def _sine_pair(tmp_path, *, amp_mm, phase_deg, ext_mm=5.0, period_s=4.0):
+    """A pair where each internal axis is ``amp cos(wt + phase)`` and the external
+    ``ext cos(wt)`` (files at 5 Hz, 300 s)."""
+    from cyberknife_sim.motion._paired import read_paired
+
+    t = np.arange(0.0, 300.0, 0.2)
+    w = 2 * np.pi / period_s
+    ph = np.radians(phase_deg)
+    xyz = np.column_stack([a * np.cos(w * t + p) for a, p in zip(amp_mm, ph, strict=True)])
+    np.savetxt(tmp_path / "int.txt", np.column_stack([t, xyz]))
+    np.savetxt(tmp_path / "ext.txt", np.column_stack([t, ext_mm * np.cos(w * t)]))
+    return read_paired(tmp_path / "int.txt", tmp_path / "ext.txt"), w
+
+
+def test_velocity_fit_recovers_the_phase_shift_coefficients(tmp_path):
+    """p = A cos(wt + phi) against e = E cos(wt) is exactly (A/E) cos(phi) e +
+    (A/(E w)) sin(phi) de/dt: the fit gives these to spline accuracy."""
+    amp, phase = np.array([10.0, 3.0, 20.0]), np.array([0.0, 160.0, 50.0])
+    pair, w = _sine_pair(tmp_path, amp_mm=amp, phase_deg=phase)
+    fit = pair.velocity_fit()
+    ph = np.radians(phase)
+    np.testing.assert_allclose(fit.b_mm_per_mm, amp / 5.0 * np.cos(ph), atol=2e-3)
+    np.testing.assert_allclose(fit.c_s, amp / (5.0 * w) * np.sin(ph), atol=2e-3)
+    assert np.all(fit.residual_rms_mm < 0.01)
+
+
+def test_noise_gain_matches_a_monte_carlo_of_the_backward_difference(tmp_path):
+    """The model's error from white signal noise, ``b n_k + c (n_k - n_(k-N)) / T``, simulated
+    directly, has the standard deviation :meth:`VelocityFit.noise_gain` states."""
+    pair, _ = _sine_pair(tmp_path, amp_mm=[10.0, 3.0, 20.0], phase_deg=[0.0, 160.0, 50.0])
+    fit = pair.velocity_fit()
+    n_frames, dt = 4, 1.0 / 26.0
+    noise = np.random.default_rng(3).normal(0.0, 0.05, 200_000)
+    v = (noise[n_frames:] - noise[:-n_frames]) / (n_frames * dt)
+    err = fit.b_mm_per_mm[:, None] * noise[n_frames:] + fit.c_s[:, None] * v
+    np.testing.assert_allclose(err.std(axis=1), 0.05 * fit.noise_gain(n_frames * dt), rtol=0.01)
+    # a longer span lowers the velocity's share; without a phase shift only b is left
+    assert fit.noise_gain(1.0)[2] < fit.noise_gain(n_frames * dt)[2] / 3
+    assert fit.noise_gain(n_frames * dt)[0] == pytest.approx(abs(fit.b_mm_per_mm[0]), rel=1e-2)
+
+
+def test_a_pair_moving_beyond_any_tumour_is_flagged(tmp_path):
+    from cyberknife_sim.motion import implausible_breathing
+
+    small, _ = _sine_pair(tmp_path, amp_mm=[5.0, 2.0, 10.0], phase_deg=[0.0, 0.0, 10.0])
+    assert implausible_breathing(small.internal, time_unit_s=1.0) is None
+    big, _ = _sine_pair(tmp_path, amp_mm=[77.0, 21.0, 70.0], phase_deg=[0.0, 160.0, 50.0])
+    msg = implausible_breathing(big.internal, time_unit_s=1.0)
+    assert msg is not None and "154 mm peak to peak in x" in msg
+    assert implausible_breathing(big.external, time_unit_s=1.0) is None
+
+
+@needs_data
+def test_sine_pair_is_a_phase_shifted_sinusoid_that_amplifies_marker_noise():
+    """The shared sine pair (the finding of docs/tracking_prediction.md): every internal axis
+    is one sinusoid at the external's frequency (fit residual < 0.01 mm), z leading by ~47 deg
+    with 14:1 amplitude, so the 4-frame velocity puts > 7 mm of target error on 0.1 mm of
+    marker noise (3 markers, mean gain 0.8)."""
+    from cyberknife_sim.motion._paired import read_paired
+
+    pair = read_paired(TRACES / "pair_sine_internal.txt", TRACES / "pair_sine_external.txt")
+    fit = pair.velocity_fit()
+    assert np.all(fit.residual_rms_mm < 0.01)
+    assert fit.c_s[2] > 10.0
+    noise = 0.1 / np.sqrt(3) / 0.8
+    assert pair.expected_model_noise_mm(signal_noise_mm=noise, velocity_span_s=4 / 26) > 7.0
+    assert pair.expected_model_noise_mm(signal_noise_mm=0.0, velocity_span_s=4 / 26) < 0.01

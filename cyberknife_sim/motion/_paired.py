@@ -10,6 +10,7 @@ naming both files, which catches a time unit stated wrongly.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,40 @@ from numpy.typing import NDArray
 from ..errors import InputError
 from ._trace import Trace, check_paired, read_trace
 
-__all__ = ["PairedTrace", "read_paired"]
+__all__ = ["PairedTrace", "VelocityFit", "read_paired"]
+
+
+@dataclass(frozen=True)
+class VelocityFit:
+    """The recorded internal motion as ``a + b e + c ė`` of the recorded external signal.
+
+    Attributes
+    ----------
+    b_mm_per_mm : ndarray, shape (3,)
+        Target motion per mm of external signal (x, y, z; mm/mm).
+    c_s : ndarray, shape (3,)
+        Target motion per mm/s of external velocity (mm per mm/s = s).
+    residual_rms_mm : ndarray, shape (3,)
+        RMS of the recording minus the fit, per axis (mm): how far the internal motion is
+        from a function of the external signal and its velocity.
+    """
+
+    b_mm_per_mm: NDArray[np.float64]
+    c_s: NDArray[np.float64]
+    residual_rms_mm: NDArray[np.float64]
+
+    def noise_gain(self, velocity_span_s: float) -> NDArray[np.float64]:
+        """Target error (mm, per axis) per mm of white noise on the external signal when the
+        velocity is a backward difference over ``velocity_span_s`` (s).
+
+        The model's error from a noise ``n`` is ``b n_k + c (n_k - n_(k-N)) / T`` with
+        ``T = velocity_span_s``: standard deviation ``sqrt((b + c/T)^2 + (c/T)^2)`` times the
+        noise's.
+        """
+        if not velocity_span_s > 0:
+            raise InputError(f"velocity_span_s must be > 0 (got {velocity_span_s})")
+        ct = self.c_s / float(velocity_span_s)
+        return np.sqrt((self.b_mm_per_mm + ct) ** 2 + ct**2)
 
 
 class PairedTrace:
@@ -71,6 +105,35 @@ class PairedTrace:
         """Chest surface displacement (mm, outward), shape (n,); about 0 at exhale."""
         self._check(t_s)
         return np.asarray(self._external(t_s), dtype=np.float64).reshape(-1)
+
+    def velocity_fit(self) -> VelocityFit:
+        """Least-squares fit of the internal recording as ``a + b e + c ė`` (the loop's
+        ``linear_velocity`` correlation model) at the internal samples, with the external
+        signal and its exact derivative taken from the external spline: how well a
+        correlation model can follow this pair at best, and how strongly it will amplify
+        marker noise (:meth:`VelocityFit.noise_gain`)."""
+        t = self.internal.time_s - self.internal.time_s[0]
+        t = t[t <= self.duration_s + 1e-9]
+        e = self._external(t)
+        v = self._external(t, 1)
+        design = np.column_stack([np.ones_like(t), e, v])
+        y = self._offset(t)
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        res = y - design @ coef
+        return VelocityFit(b_mm_per_mm=coef[1], c_s=coef[2],
+                           residual_rms_mm=np.sqrt(np.mean(res**2, axis=0)))
+
+    def expected_model_noise_mm(self, *, signal_noise_mm: float,
+                                velocity_span_s: float) -> float:
+        """Expected target error (mm, 3-D RMS) of the best ``linear_velocity`` model from
+        white noise of ``signal_noise_mm`` (1 sigma, in the external file's mm) on the
+        external signal, its velocity a backward difference over ``velocity_span_s`` (s),
+        added in quadrature to the fit's own residual. The loop's marker signal is the mean
+        of ``m`` markers each with gain ``g`` on the external motion: pass
+        ``marker_noise_mm / sqrt(m) / mean(g)``."""
+        fit = self.velocity_fit()
+        per_axis = fit.noise_gain(velocity_span_s) * float(signal_noise_mm)
+        return float(np.sqrt(np.sum(per_axis**2 + fit.residual_rms_mm**2)))
 
     def external_relative(self, t_s: NDArray[np.float64]) -> NDArray[np.float64]:
         """External signal scaled to ~0 at exhale and ~1 at inhale (5th..95th percentile)."""

@@ -17,8 +17,9 @@ from numpy.typing import NDArray
 
 from ..errors import InputError
 
-__all__ = ["AXIS_NAMES", "BREATHING_PERIOD_RANGE_S", "Trace", "check_paired", "dominant_period_s",
-           "implausible_breathing", "read_trace", "resample", "resample_lookahead_s"]
+__all__ = ["AXIS_NAMES", "BREATHING_PERIOD_RANGE_S", "TUMOUR_PEAK_TO_PEAK_MAX_MM", "Trace",
+           "check_paired", "dominant_period_s", "implausible_breathing", "read_trace", "resample",
+           "resample_lookahead_s"]
 
 AXIS_NAMES = ("x", "y", "z", "rx", "ry", "rz")
 """Names a trace column may be mapped to (room frame; mm for x y z, degrees for rx ry rz)."""
@@ -437,13 +438,36 @@ def dominant_period_s(trace: Trace) -> float:
     return float(v.size * dt / k)
 
 
+TUMOUR_PEAK_TO_PEAK_MAX_MM = 60.0
+"""Largest plausible peak-to-peak excursion (mm) of a tumour trace on one room axis. Reported
+tumour motion reaches about 25 mm in lung (Seppenwoolde et al., IJROBP 53 (2002) 822) and
+rarely beyond 30-40 mm anywhere; a trace beyond 60 mm is a test pattern for a motion
+platform or in other units than mm."""
+
+
 def implausible_breathing(trace: Trace, *, time_unit_s: float) -> str | None:
-    """A one-line warning when the trace's dominant period is not a breathing period
-    (:data:`BREATHING_PERIOD_RANGE_S`), naming the period and the unit to check; else None."""
+    """A one-line warning when the trace is not plausible tumour or chest breathing; else None.
+
+    Flags a dominant period outside :data:`BREATHING_PERIOD_RANGE_S` (naming the period and
+    the time unit to check) and, on the translation axes x y z, a peak-to-peak excursion
+    beyond :data:`TUMOUR_PEAK_TO_PEAK_MAX_MM` (naming the axis and its excursion); several
+    findings are joined by "; ".
+    """
+    found = []
     period = dominant_period_s(trace)
     lo, hi = BREATHING_PERIOD_RANGE_S
-    if not np.isfinite(period) or lo <= period <= hi:
-        return None
-    hint = " (0.1 if the times are in tenths of a second)" if period > hi else ""
-    return (f"{trace.source}: the dominant period is {period:.3g} s, not a breathing period "
-            f"({lo:g}-{hi:g} s) with time_unit_s {time_unit_s:g}: check the time unit{hint}")
+    if np.isfinite(period) and not lo <= period <= hi:
+        hint = " (0.1 if the times are in tenths of a second)" if period > hi else ""
+        found.append(f"{trace.source}: the dominant period is {period:.3g} s, not a breathing "
+                     f"period ({lo:g}-{hi:g} s) with time_unit_s {time_unit_s:g}: check the "
+                     f"time unit{hint}")
+    xyz = [j for j, a in enumerate(trace.axes) if a in ("x", "y", "z")]
+    if xyz:
+        ptp = np.ptp(trace.values[:, xyz], axis=0)
+        j = int(np.argmax(ptp))
+        if ptp[j] > TUMOUR_PEAK_TO_PEAK_MAX_MM:
+            found.append(f"{trace.source}: the target moves {ptp[j]:.3g} mm peak to peak in "
+                         f"{trace.axes[xyz[j]]}, beyond any reported tumour motion "
+                         f"(> {TUMOUR_PEAK_TO_PEAK_MAX_MM:g} mm): a motion-platform test "
+                         f"pattern, or values not in mm")
+    return "; ".join(found) or None
