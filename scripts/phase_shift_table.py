@@ -3,7 +3,7 @@ analytic law of a linear fit.
 
 Usage: python scripts/phase_shift_table.py [--duration-s 300] [--imaging truth|xray]
        [--amplitudes-mm 10 20 27] [--models linear dual linear_velocity] [--seeds 0]
-       [--shape-n 1]
+       [--shape-n 1] [--shifts-deg 0 5 10 15 20] [--set tracking.x.y=VALUE ...]
 
 Runs scenes/phase_shift.yaml as a phantom (no period or amplitude variability; ``shape_n 1``:
 a pure sine, the case the law is for) with ``motion.breathing.hysteresis_deg`` set to each
@@ -39,13 +39,15 @@ def law_mm(shift_deg: float, amplitude_pp_mm: float) -> tuple[float, float]:
 def run_errors(shift_deg: float, model: str, *, duration_s: float, imaging: str,
                amplitude_pp_mm: float | None = None, shape_n: int | None = None,
                seed: int | None = None, phantom: bool = False,
+               overrides: dict[str, float] | None = None,
                scene_path: str = "scenes/phase_shift.yaml") -> dict[str, np.ndarray | float]:
     """Beam-on 3-D error magnitudes (mm) of one run: ``total`` and per component
     (``correlation``, ``prediction``, ...), and ``beam_on_s``.
 
     ``phantom`` turns off period and amplitude variability (a regular phantom motion);
     ``amplitude_pp_mm`` sets the target's peak-to-peak motion (the chest's stays the scene's);
-    ``shape_n`` the Lujan exponent (1: a sine).
+    ``shape_n`` the Lujan exponent (1: a sine); ``overrides`` other scene values by dotted
+    key (e.g. ``{"tracking.correlation.max_residual_mm": 10}``).
     """
     data = load_scene(scene_path).model_dump(mode="json")
     b = data["motion"]["breathing"]
@@ -61,6 +63,14 @@ def run_errors(shift_deg: float, model: str, *, duration_s: float, imaging: str,
     if "dose" in data:
         data["dose"]["enabled"] = False
     data["tracking"]["correlation"]["model"] = model
+    for key, value in (overrides or {}).items():
+        *path, leaf = key.split(".")
+        node = data
+        for k in path:
+            node = node[k]
+        if leaf not in node:
+            raise KeyError(f"--set {key}: no such scene setting")
+        node[leaf] = value
     res = simulate(scene_from_dict(data), duration_s=duration_s, imaging=imaging)
     rec = res.record
     on = rec.beam_on_s > 0
@@ -98,19 +108,25 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--shape-n", type=int, default=1)
+    ap.add_argument("--shifts-deg", type=float, nargs="+", default=list(SHIFTS_DEG))
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="scene overrides (numbers), e.g. tracking.correlation.max_residual_mm=10")
     args = ap.parse_args()
+    overrides = {k: float(v) for k, v in (item.split("=", 1) for item in args.set)}
     print(f"phantom (no variability), shape_n {args.shape_n}, {args.duration_s:g} s, imaging "
-          f"{args.imaging}, seeds {args.seeds}; median over seeds; mm")
+          f"{args.imaging}, seeds {args.seeds}, overrides {overrides or 'none'}; median over "
+          "seeds; mm")
     print("| p-p (mm) | shift (°) | model | total RMS | total p95 | total max | corr. RMS | "
           "corr. max | law RMS | law max | beam-on (s) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for amp in args.amplitudes_mm:
-        for shift in SHIFTS_DEG:
+        for shift in args.shifts_deg:
             law_rms, law_max = law_mm(shift, amp)
             for model in args.models:
                 runs = [run_errors(shift, model, duration_s=args.duration_s,
                                    imaging=args.imaging, amplitude_pp_mm=amp,
-                                   shape_n=args.shape_n, seed=s, phantom=True)
+                                   shape_n=args.shape_n, seed=s, phantom=True,
+                                   overrides=overrides)
                         for s in args.seeds]
                 tot = _stats([r["total"] for r in runs])
                 cor = _stats([r["correlation"] for r in runs])
