@@ -265,3 +265,39 @@ def test_loop_interlock_and_models_use_one_range_rule():
     lo, hi = valid_range((0.0, 10.0), 0.6)
     assert (lo, hi) == (-6.0, 16.0)
     assert not outside_range(16.0, (0.0, 10.0), 0.6) and outside_range(16.0001, (0.0, 10.0), 0.6)
+
+
+def test_backward_velocity_is_causal_and_spans_the_samples_asked():
+    from cyberknife_sim.tracking._evaluate import backward_velocity
+
+    t = np.arange(20) * 0.2
+    x = 3.0 * t**2
+    v = backward_velocity(x, t, samples=3)
+    # (x[i] - x[i-3]) / 0.6 = 3 (t_i + t_{i-3}); fewer samples at the start; 0 at the first
+    np.testing.assert_allclose(v[3:], 3.0 * (t[3:] + t[:-3]), atol=1e-12)
+    np.testing.assert_allclose(v[1:3], 3.0 * t[1:3], atol=1e-12)
+    assert v[0] == 0.0
+    changed = x.copy()
+    changed[12:] += 100.0  # the future changes: nothing before it does
+    np.testing.assert_array_equal(backward_velocity(changed, t, samples=3)[:12], v[:12])
+    with pytest.raises(ValueError, match="samples"):
+        backward_velocity(x, t, samples=0)
+
+
+def test_evaluate_correlation_follows_the_law_on_an_analytic_pair():
+    """Target 5 sin(wt + 15°) mm against chest 4 sin(wt) mm (no noise, 26 Hz): linear's test
+    error is the law's (RMS 5 sin15°/√2, max 5 sin15°) within 3 %, its max the largest."""
+    from cyberknife_sim.motion import Trace
+
+    t = np.arange(0.0, 120.0, 1 / 26)
+    w = 2 * np.pi / 4.0
+    z = 5.0 * np.sin(w * t + np.radians(15.0))
+    internal = Trace(time_s=t, values=z[:, None], axes=("z",))
+    external = Trace(time_s=t, values=4.0 * np.sin(w * t)[:, None], axes=("s",))
+    stats = evaluate_correlation(internal, external, n_fit=12, fit_span_s=10.0)
+    a = 5.0 * np.sin(np.radians(15.0))
+    assert stats["linear"]["rms_mm"] == pytest.approx(a / np.sqrt(2), rel=0.03)
+    assert stats["linear"]["max_mm"] == pytest.approx(a, rel=0.03)
+    assert stats["dual"]["rms_mm"] < 0.5 * stats["linear"]["rms_mm"]
+    assert stats["linear_velocity"]["max_mm"] < 0.1 * a
+    assert all(s["outside_fraction"] == 0.0 for s in stats.values())

@@ -38,16 +38,19 @@ def evaluate_correlation(internal: Trace, external: Trace, *, n_fit: int = 12,
         noise, which flips ``dual``'s branch near the turning points.
 
     The fit points are spread evenly over the first ``fit_span_s`` (like X-rays taken during
-    the first minute); every later sample is a test point. ``none`` is the error of the
-    mean fitted position (no correlation model). The external velocity is a backward
-    difference (as in the loop: no sample from the future).
+    the first minute; the first one has a whole velocity span of samples before it); every
+    later sample is a test point. ``none`` is the error of the mean fitted position (no
+    correlation model). The external velocity is a backward difference (as in the loop: no
+    sample from the future).
     """
     t = internal.time_s
     ext = np.interp(t, external.time_s, external.values[:, 0])
     lag = max(1, int(round(velocity_span_s / float(np.median(np.diff(t))))))
     vel = backward_velocity(ext, t, samples=lag)
     y = internal.xyz_mm()
-    fit = np.unique(np.searchsorted(t, np.linspace(t[0], t[0] + fit_span_s, n_fit)))
+    # the first fit point is the first sample with a full velocity span behind it
+    fit = np.unique(np.searchsorted(t, np.linspace(t[min(lag, t.size - 1)], t[0] + fit_span_s,
+                                                   n_fit)))
     test = np.arange(fit.max() + 1, t.size)
     out: dict[str, dict[str, float]] = {}
     preds = {"none": np.broadcast_to(y[fit].mean(0), y[test].shape)}
