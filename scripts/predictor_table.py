@@ -12,11 +12,13 @@ one-sample spike, a 0.05 mm/s linear drift, and 5 % dropped samples plus a 4 s d
 Cell: relative RMS (dimensionless) and, in brackets, the method's worst error / the worst
 error with no prediction. Last column: no prediction's worst error (mm).
 
-At another rate (``--rate-hz 26``, the tracking loop's camera clock) the predictors are fed a
-causal resampling of each real trace (sample-and-hold of its 5 Hz samples: each 26 Hz input
-is the newest recorded sample at that instant) and scored against the recording interpolated
-linearly at t + horizon (scoring only; the input never looks ahead); the synthetic traces
-are generated at that rate (0.1 mm noise per sample).
+At another rate (``--rate-hz 26``, the tracking loop's camera clock) the synthetic traces are
+generated at that rate (0.1 mm noise per sample) and each real trace is resampled causally
+(``--real``): ``delayed-linear`` (default), the recording linearly interpolated one recorded
+sample late (the value at t uses only samples recorded by t; the delayed signal is its own
+truth), or ``hold``, sample-and-hold of the 5 Hz samples scored against the recording
+interpolated at t + horizon (scoring only). Under ``hold`` the guards gate the 5 Hz steps of
+the staircase and every method equals no prediction, see docs/tracking_prediction.md.
 
 Run: ``python scripts/predictor_table.py [--no-guard] [--horizons-ms 115,200]
 [--rate-hz 26]`` (prints Markdown; about 2 minutes at 5 Hz, about 10 at 26 Hz).
@@ -111,7 +113,16 @@ def hold_resample(values: np.ndarray, dt_in_s: float, dt_s: float
     return v[idx], truth
 
 
-def signals(shared: Path, dt_s: float = DT_S
+def delayed_linear(values: np.ndarray, dt_in_s: float, dt_s: float) -> tuple[np.ndarray, None]:
+    """Samples every ``dt_in_s`` linearly interpolated one sample late onto ``dt_s`` (s):
+    causal (the value at t uses samples recorded at or before t); its own truth."""
+    v = values.reshape(len(values), -1)
+    t_in = np.arange(len(v)) * dt_in_s
+    t = np.arange(dt_in_s, t_in[-1] + 1e-9, dt_s)
+    return np.column_stack([np.interp(t - dt_in_s, t_in, c) for c in v.T]), None
+
+
+def signals(shared: Path, dt_s: float = DT_S, real: str = "delayed-linear"
             ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """Per trace: (predictor input, scoring truth or None for the input itself)."""
     out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
@@ -121,8 +132,12 @@ def signals(shared: Path, dt_s: float = DT_S
             continue
         tr = read_trace(path, columns=cols, time_unit_s=unit_s)
         assert abs(tr.dt_s - DT_S) < 1e-6, (name, tr.dt_s)
-        out[label] = (tr.values, None) if abs(dt_s - DT_S) < 1e-12 else \
-            hold_resample(tr.values, DT_S, dt_s)
+        if abs(dt_s - DT_S) < 1e-12:
+            out[label] = (tr.values, None)
+        elif real == "hold":
+            out[label] = hold_resample(tr.values, DT_S, dt_s)
+        else:
+            out[label] = delayed_linear(tr.values, DT_S, dt_s)
     out.update({k: (v, None) for k, v in synthetic(dt_s).items()})
     return out
 
@@ -134,11 +149,13 @@ def main() -> None:
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--rate-hz", type=float, default=1.0 / DT_S,
                     help="rate fed to the predictors (Hz); real traces sample-and-held")
+    ap.add_argument("--real", choices=("delayed-linear", "hold"), default="delayed-linear",
+                    help="causal resampling of the real 5 Hz traces at another rate")
     args = ap.parse_args()
     dt_s = 1.0 / args.rate_hz
-    sigs = signals(args.shared, dt_s)
+    sigs = signals(args.shared, dt_s, args.real)
     feed = "5 Hz own samples" if abs(dt_s - DT_S) < 1e-12 else \
-        f"{args.rate_hz:g} Hz (real traces sample-and-held)"
+        f"{args.rate_hz:g} Hz (real traces: {args.real}, causal)"
     guard = "unguarded" if args.no_guard else "guarded (default)"
     for h_ms in (float(v) for v in args.horizons_ms.split(",")):
         print(f"\n**Horizon {h_ms:g} ms, {feed} (causal), {guard}.** Cell: relative "

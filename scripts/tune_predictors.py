@@ -18,11 +18,17 @@ Procedure (fixed before looking at the scores, not tuned per trace):
 
 At the loop's rate (``--rate-hz 26``: the tracking loop feeds its predictor every camera frame)
 the same procedure runs with the synthetic traces generated at that rate and the real traces
-resampled causally by sample-and-hold (each input is the newest recorded sample; the score
-compares with the recording interpolated linearly at t + horizon, which reads the future only
-for scoring), on the grid ``GRIDS_FAST``: the 5 Hz defaults, and the same time scales in
-samples of the faster clock (wLMS ``levels`` + log2(rate ratio); krr ``order``, ``window``
-and ``refit_every`` scaled), to decide whether a parameter is physics in seconds or a count.
+resampled causally, on the grid ``GRIDS_FAST``. Real-trace resampling (``--real``):
+``delayed-linear`` (default) feeds the recording linearly interpolated one recorded sample
+late (at t the interpolant between the samples at or before t - 0.2 s and after it, all
+recorded by t; the delayed signal is both input and truth, so nothing looks ahead);
+``hold`` feeds the newest recorded sample (sample-and-hold) and scores against the recording
+interpolated linearly at t + horizon (the future read only for scoring). Sample-and-hold is
+a staircase whose 5 Hz steps the guards gate as outliers: every method then equals no
+prediction (relative RMS 1.000), so it does not tell the methods apart. Grid
+``GRIDS_FAST``: the 5 Hz defaults, and the same time scales in samples of the faster clock
+(wLMS ``levels`` + log2(rate ratio); krr ``order`` and ``window`` scaled), to decide whether
+a parameter is physics in seconds or a count.
 
 Run ``python scripts/tune_predictors.py [--quick] [--rate-hz 26] [--horizon-ms 200]``;
 prints the chosen parameters and scores.
@@ -90,7 +96,15 @@ def hold(x: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
     return x[idx], np.column_stack([np.interp(t, t_in, c) for c in x.T])
 
 
-def load_traces(data: Path, dt_s: float = DT_S
+def delayed_linear(x: np.ndarray, dt_s: float) -> tuple[np.ndarray, None]:
+    """5 Hz samples linearly interpolated one sample late onto ``dt_s`` (s): causal (the value
+    at t uses samples recorded at or before t); the delayed signal is its own truth."""
+    t_in = np.arange(len(x)) * DT_S
+    t = np.arange(DT_S, t_in[-1] + 1e-9, dt_s)
+    return np.column_stack([np.interp(t - DT_S, t_in, c) for c in x.T]), None
+
+
+def load_traces(data: Path, dt_s: float = DT_S, real: str = "delayed-linear"
                 ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """Per trace: (predictor input, scoring truth or None for the input itself)."""
     out = {f"synthetic_{s}": (synthetic_trace(s, dt_s=dt_s), None) for s in range(4)}
@@ -98,7 +112,10 @@ def load_traces(data: Path, dt_s: float = DT_S
         path = data / "traces" / name
         if path.is_file():
             x = np.loadtxt(path)[:, 1:4]
-            out[name] = (x, None) if abs(dt_s - DT_S) < 1e-12 else hold(x, dt_s)
+            if abs(dt_s - DT_S) < 1e-12:
+                out[name] = (x, None)
+            else:
+                out[name] = hold(x, dt_s) if real == "hold" else delayed_linear(x, dt_s)
     return out
 
 
@@ -156,9 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate-hz", type=float, default=1.0 / DT_S,
                     help="rate fed to the predictors (Hz); 5: the traces' own samples")
     ap.add_argument("--horizon-ms", type=float, default=HORIZON_S * 1e3)
+    ap.add_argument("--real", choices=("delayed-linear", "hold"), default="delayed-linear",
+                    help="causal resampling of the real 5 Hz traces at another rate")
     args = ap.parse_args(argv)
     dt_s = 1.0 / args.rate_hz
-    traces = load_traces(args.data, dt_s)
+    traces = load_traces(args.data, dt_s, args.real)
     for m in args.method or sorted(GRIDS):
         tune(m, traces, args.quick, dt_s=dt_s, horizon_s=args.horizon_ms / 1e3)
     return 0

@@ -30,13 +30,22 @@ regressor saved then (strictly causal)::
     e = (x(t) - x(t - h)) - w . B(t - h)
     w += mu e B(t - h) / (eps + |B(t - h)|^2)
 
-Defaults (``levels=5``, ``taps=2``, ``mu=0.5``, ``eps=1e-3``) were chosen by
+Defaults (at 5 Hz: ``levels=5``, ``taps=2``, ``mu=0.5``, ``eps=1e-3``) were chosen by
 ``scripts/tune_predictors.py``: a grid search (levels 2-5, taps 1-3, mu 0.05-1) on synthetic
 irregular Lujan breathing (noise, drift) and the real 5 Hz traces of ``../shared/data/traces``
 at 200 ms, through ``make_predictor`` (default guards on), the real traces also scored
 leave-one-out; not tuned per trace. The optimum is flat in ``levels`` (4 and 5 differ by
-0.001 in mean relative RMS). The scales are in samples: tuned at 5 Hz, where ``c_5`` averages
-6.4 s; on a faster clock the same time scales need about log2(rate ratio) more levels.
+0.001 in mean relative RMS).
+
+**Rate.** The scales and the step are counts of samples, so the defaults are stated in
+seconds and converted at the predictor's own rate: ``levels = 5 + round(log2(0.2 s / dt))``
+(the residual ``c_J`` keeps averaging about 6.4 s) and ``mu = 0.5 dt / 0.2 s`` (the same
+adaptation per second: an nLMS step per sample adapts ``mu`` per update, and a faster clock
+updates more often), capped at 1. At 5 Hz this is the tuned 5 / 0.5; at the loop's 26 Hz it
+gives 7 / 0.096. Tuned again at 26 Hz by the same procedure (``scripts/tune_predictors.py
+--rate-hz 26 --quick``), the 5 Hz counts (5 / 0.5) scored a mean relative RMS of 0.585 at
+200 ms and the converted 7 / 0.1 scored 0.410 (grid best 8 / 0.1: 0.409); see
+docs/tracking_prediction.md.
 """
 
 from __future__ import annotations
@@ -46,7 +55,26 @@ from numba import njit
 
 from ._predictors import Predictor
 
-__all__ = ["WLMSPredictor", "wlms_step"]
+__all__ = ["WLMSPredictor", "default_levels", "default_mu", "wlms_step"]
+
+TUNED_DT_S = 0.2
+"""Sample interval (s) at which the defaults were tuned (5 Hz)."""
+
+
+def default_levels(dt_s: float) -> int:
+    """Default wavelet scales at sample interval ``dt_s`` (s): 5 at 5 Hz, one more per
+    doubling of the rate (the coarsest scale keeps its length in seconds), within 1..10."""
+    if not dt_s > 0:
+        raise ValueError(f"dt_s must be > 0 (got {dt_s})")
+    return int(min(10, max(1, 5 + round(np.log2(TUNED_DT_S / dt_s)))))
+
+
+def default_mu(dt_s: float) -> float:
+    """Default nLMS step at sample interval ``dt_s`` (s): 0.5 at 5 Hz, scaled by
+    ``dt_s / 0.2 s`` (the same adaptation per second), at most 1."""
+    if not dt_s > 0:
+        raise ValueError(f"dt_s must be > 0 (got {dt_s})")
+    return float(min(1.0, 0.5 * dt_s / TUNED_DT_S))
 
 
 @njit(cache=True)
@@ -111,21 +139,27 @@ class WLMSPredictor(Predictor):
 
     Parameters
     ----------
-    levels : int
-        Wavelet scales J (>= 1; default 5). The residual ``c_J`` is a moving average over
-        ``2^J`` samples.
+    levels : int, optional
+        Wavelet scales J (1..10). The residual ``c_J`` is a moving average over ``2^J``
+        samples. Default (None): ``5 + round(log2(0.2 s / dt_s))``, i.e. 5 at 5 Hz, 7 at
+        26 Hz (about 6.4 s for ``c_J``).
     taps : int
         Coefficients per scale and of the residual (>= 1; default 2).
-    mu : float
-        Normalized LMS step size in (0, 2) (default 0.5).
+    mu : float, optional
+        Normalized LMS step size in (0, 2). Default (None): ``min(1, 0.5 dt_s / 0.2 s)``,
+        i.e. 0.5 at 5 Hz, 0.096 at 26 Hz (the same adaptation per second).
     eps : float
         Regularizer of the normalization (signal units squared; default 1e-3).
     """
 
     name = "wlms"
 
-    def __init__(self, *, horizon_s, dt_s, dim=1, levels: int = 5, taps: int = 2,
-                 mu: float = 0.5, eps: float = 1e-3):
+    def __init__(self, *, horizon_s, dt_s, dim=1, levels: int | None = None, taps: int = 2,
+                 mu: float | None = None, eps: float = 1e-3):
+        if levels is None:
+            levels = default_levels(dt_s)
+        if mu is None:
+            mu = default_mu(dt_s)
         if not 1 <= levels <= 10 or taps < 1:
             raise ValueError(f"need 1 <= levels <= 10 and taps >= 1 (got {levels}, {taps})")
         if not 0 < mu < 2 or not eps > 0:
