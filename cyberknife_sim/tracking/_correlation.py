@@ -198,9 +198,12 @@ class DualCorrelation(CorrelationModel):
 
         p = sum_k c_k e^k + δ · w(ė),   w(ė) = clip(ė / ė_band, -1, 1)
 
-    with ``ė_band = switch_fraction · max |ė|`` over the fit points (mm/s): a hard branch
-    switch (``switch_fraction = 0``: ``w = sign(ė)``) far from the turning points, blended
-    across them where the velocity, and its sign, are mostly marker noise.
+    with ``ė_band = switch_fraction · max |ė|`` over the fit points (mm/s): a constant
+    branch offset at speeds above the band, blended linearly across the turning points where
+    the velocity, and its sign, are mostly marker noise (``switch_fraction = 0``: a hard
+    switch, ``w = sign(ė)``). The default 0.5 was chosen among 0, 0.25 and 0.5 on the
+    phase-shift phantom (15°, Lujan n = 2, 10 and 20 mm, 3 seeds): it had the lowest RMS and
+    max at both amplitudes (docs/tracking_correlation.md).
 
     Why not two independent polynomials (the earlier ``dual``): a hysteresis branch is
     vertical at the turning points (the target still moves while the chest stops), so a line
@@ -230,7 +233,7 @@ class DualCorrelation(CorrelationModel):
     needs_velocity = True
     RANK_TOL = 1e-6
 
-    def __init__(self, degree: int = 1, *, switch_fraction: float = 0.25):
+    def __init__(self, degree: int = 1, *, switch_fraction: float = 0.5):
         if degree not in (1, 2):
             raise ValueError(f"degree must be 1 or 2 (got {degree})")
         if not 0.0 <= switch_fraction <= 1.0:
@@ -374,7 +377,7 @@ def make_correlation_model(name: ModelName, *, degree: int | None = None,
         Polynomial degree of ``dual`` (1 or 2; default 1). Not used by the others.
     switch_fraction : float, optional
         ``dual``'s branch-switch band as a fraction of the fit points' largest speed
-        (default 0.25; 0: a hard switch at the velocity's sign). Not used by the others.
+        (default 0.5; 0: a hard switch at the velocity's sign). Not used by the others.
     """
     if name == "linear":
         return PolynomialCorrelation(1)
@@ -382,7 +385,7 @@ def make_correlation_model(name: ModelName, *, degree: int | None = None,
         return PolynomialCorrelation(2)
     if name == "dual":
         return DualCorrelation(1 if degree is None else degree,
-                               switch_fraction=0.25 if switch_fraction is None
+                               switch_fraction=0.5 if switch_fraction is None
                                else switch_fraction)
     if name == "linear_velocity":
         return VelocityCorrelation()
