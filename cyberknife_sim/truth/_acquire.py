@@ -23,13 +23,13 @@ CT number follows from the binned masses (:func:`~cyberknife_sim.truth.masses_to
 Noise (``noise_texture``): zero-mean Gaussian, ``noise_hu`` standard deviation per voxel,
 independent between slices. At a fixed dose (mAs, CTDIvol) the quantum noise variance of a
 reconstructed voxel is inversely proportional to the photons it collects, so to the slice
-thickness: sigma ∝ 1 / sqrt(slice) (Brooks & Di Chiro, Phys Med Biol 21:390, 1976; Hsieh,
-*Computed Tomography*, 2nd ed., SPIE 2009, ch. 5). With ``noise_reference_slice_mm`` the
-given ``noise_hu`` is the sigma at that thickness and the acquired slice gets
-``noise_hu * sqrt(reference / slice)`` (:func:`noise_sigma_hu`); without it ``noise_hu`` is
-used as is (the same sigma at every thickness: a dose that grows as the slice thins).
-``"fbp"`` (default) gives it filtered back-projection's texture: white noise filtered in
-each slice so that its noise power spectrum is
+thickness: sigma ∝ 1 / sqrt(slice) (Brooks & Di Chiro, Med Phys 3:237, 1976: sigma² ∝
+1 / (w³ h D) for pixel w, slice h, dose D; Goldman, J Nucl Med Technol 35:213, 2007). With
+``noise_reference_slice_mm`` the given ``noise_hu`` is the sigma at that thickness and the
+acquired slice gets ``noise_hu * sqrt(reference / slice)`` (:func:`noise_sigma_hu`); without
+it ``noise_hu`` is used as is (the same sigma at every thickness: a dose that grows as the
+slice thins). ``"fbp"`` (default) gives it filtered back-projection's texture: white noise
+filtered in each slice so that its noise power spectrum is
 ``NPS(f) ∝ f · (0.5 + 0.5 cos(π f / f_N))²`` (a ramp times a Hann apodisation, f the radial
 frequency, f_N the Nyquist frequency; zero at DC, peak near f_N/3 — the textbook shape of an
 FBP NPS); ``"white"`` leaves it uncorrelated. Values are rounded to int16 and clipped at
