@@ -22,13 +22,22 @@ Per channel, as this package's nLMS:
   ``(K + lam I) alpha = y``. Far from every stored regressor the kernel vanishes and the
   prediction falls back to "no prediction", a safe failure mode.
 
-Until ``min_pairs`` pairs exist the prediction is the latest sample. Defaults (``order=8``,
-``gamma=0.1``, ``lam=0.03``; ``window=150``, ``refit_every=10`` fixed for cost) were chosen
-by ``scripts/tune_predictors.py`` (grid search on synthetic Lujan breathing and the real 5 Hz
-traces at 200 ms through ``make_predictor`` with its default guards, the real traces also
-leave-one-out; not per trace). The optimum lies on the grid's edge even after one widening
-(longest history, widest kernel: the data prefer a nearly linear regression on a long
-history); the gain of that widening was 0.337 -> 0.326 in mean relative RMS.
+Until ``min_pairs`` pairs exist the prediction is the latest sample. Defaults at 5 Hz
+(``order=8``, ``gamma=0.1``, ``lam=0.03``; ``window=150``, ``refit_every=10`` fixed for cost)
+were chosen by ``scripts/tune_predictors.py`` (grid search on synthetic Lujan breathing and
+the real 5 Hz traces at 200 ms through ``make_predictor`` with its default guards, the real
+traces also leave-one-out; not per trace). The optimum lies on the grid's edge even after
+one widening (longest history, widest kernel: the data prefer a nearly linear regression on a
+long history); the gain of that widening was 0.337 -> 0.326 in mean relative RMS.
+
+**Rate.** ``order``, ``window`` and ``refit_every`` count samples, so their defaults are
+stated in seconds (1.6 s of history, 30 s of pairs, a refit every 2 s) and converted at the
+predictor's rate, with the history capped at 16 increments and the window at 300 pairs for
+cost (a refit solves a window x window system): 8 / 150 / 10 at 5 Hz (the tuned values), 16 /
+300 / 52 at the loop's 26 Hz. Tuned again at 26 Hz (``scripts/tune_predictors.py --rate-hz 26
+--quick``), the 5 Hz counts (8 / 150) scored 0.430 mean relative RMS at 200 ms and 16 / 300
+scored 0.346, the best of the grid (its edge: the uncapped 42 / 780 was not run for cost);
+refitting every 26 or 52 samples differed by 0.001. See docs/tracking_prediction.md.
 """
 
 from __future__ import annotations
@@ -39,6 +48,16 @@ from numba import njit
 from ._predictors import Predictor
 
 __all__ = ["KernelRidgePredictor"]
+
+HISTORY_S, WINDOW_S, REFIT_S = 1.6, 30.0, 2.0
+"""Default history of the regressor, span of the training window and refit interval (s)."""
+MAX_ORDER, MAX_WINDOW = 16, 300
+"""Caps (samples, pairs) on the converted defaults, for cost."""
+
+
+def _count(span_s: float, dt_s: float) -> int:
+    """Samples in ``span_s`` at sample interval ``dt_s`` (s), at least 1."""
+    return max(1, int(round(span_s / dt_s)))
 
 
 @njit(cache=True)
@@ -100,12 +119,15 @@ class KernelRidgePredictor(Predictor):
 
     Parameters
     ----------
-    order : int
-        Increments in the regressor (default 8).
-    window : int
-        Training pairs kept (the most recent; default 150, 30 s at 5 Hz).
-    refit_every : int
-        Samples between refits (default 10).
+    order : int, optional
+        Increments in the regressor. Default (None): ``min(16, round(1.6 s / dt_s))``, 8 at
+        5 Hz, 16 at 26 Hz.
+    window : int, optional
+        Training pairs kept (the most recent). Default (None): ``min(300, round(30 s /
+        dt_s))``, 150 at 5 Hz, 300 at 26 Hz.
+    refit_every : int, optional
+        Samples between refits. Default (None): ``round(2 s / dt_s)``, 10 at 5 Hz, 52 at
+        26 Hz.
     gamma : float
         RBF width: ``k = exp(-gamma |a - b|^2 / order)`` on RMS-scaled regressors
         (default 0.1).
@@ -117,9 +139,14 @@ class KernelRidgePredictor(Predictor):
 
     name = "krr"
 
-    def __init__(self, *, horizon_s, dt_s, dim=1, order: int = 8, window: int = 150,
-                 refit_every: int = 10, gamma: float = 0.1, lam: float = 0.03,
-                 min_pairs: int | None = None):
+    def __init__(self, *, horizon_s, dt_s, dim=1, order: int | None = None,
+                 window: int | None = None, refit_every: int | None = None,
+                 gamma: float = 0.1, lam: float = 0.03, min_pairs: int | None = None):
+        if not dt_s > 0:
+            raise ValueError(f"dt_s must be > 0 (got {dt_s})")
+        order = min(MAX_ORDER, _count(HISTORY_S, dt_s)) if order is None else order
+        window = min(MAX_WINDOW, _count(WINDOW_S, dt_s)) if window is None else window
+        refit_every = _count(REFIT_S, dt_s) if refit_every is None else refit_every
         if order < 1 or window < 2 or refit_every < 1:
             raise ValueError(f"need order >= 1, window >= 2, refit_every >= 1 "
                              f"(got {order}, {window}, {refit_every})")
