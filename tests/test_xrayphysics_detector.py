@@ -176,3 +176,33 @@ def test_bad_counts_and_settings_are_rejected():
         LiveXraySettings(unknown_key=1)
     with pytest.raises(TypeError, match="detector_seed"):
         LiveXrayPhysics(LiveXraySettings(), small_view(), detector_seed=1.5)
+
+
+def test_planned_defect_replacement_and_fused_log_equal_the_plain_numpy_ones():
+    """The per-frame path uses neighbour lists made once per defect map and a numba log; both
+    must give the plain implementations' values bit for bit: isolated defects (8-neighbour
+    median, odd and even counts), a 3×3 cluster (its centre falls back to 5×5), a 5×5 block
+    (its centre has no valid neighbour: image median), defects on the border."""
+    from cyberknife_sim.imaging.xrayphysics._detector import (
+        defect_plan,
+        replace_defects,
+        replace_defects_planned,
+    )
+
+    rng = np.random.default_rng(7)
+    defect = rng.random((40, 50)) < 0.03
+    defect[10:13, 10:13] = True
+    defect[25:30, 30:35] = True
+    defect[0, 0] = defect[39, 49] = defect[0, 20] = True
+    image = rng.normal(100.0, 10.0, defect.shape)
+    want = replace_defects(image.copy(), defect)
+    got = replace_defects_planned(image.copy(), defect_plan(defect), defect)
+    assert got.tobytes() == want.tobytes()
+    assert got[27, 32] == np.median(image[~defect]) and got[11, 11] != image[11, 11]
+
+    p = make(0, flood_mas=1.0, mas=2.5)
+    counts = p.acquire(slab(), np.random.default_rng(1))
+    li = p.to_line_integrals(counts)
+    ratio = (np.maximum(counts - p._dark, 0.5) / np.maximum(p._flood - p._dark, 0.5) * 0.4)
+    plain = replace_defects(-np.log(ratio), p.defect_map).astype(np.float32)
+    assert li.tobytes() == plain.tobytes() and np.median(li) > 1.0

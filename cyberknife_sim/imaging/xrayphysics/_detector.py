@@ -15,7 +15,8 @@ from numpy.typing import NDArray
 from ._attenuation import DENSITY_G_PER_CM3, mass_attenuation_cm2_per_g
 
 __all__ = ["COUNT_MAX", "DetectorMaps", "blur", "csi_absorption_efficiency",
-           "detector_maps", "gaussian_kernel", "read_out", "replace_defects", "scatter_signal",
+           "defect_plan", "detector_maps", "gaussian_kernel", "read_out", "replace_defects",
+           "replace_defects_planned", "scatter_signal",
            "wide_blur"]
 
 COUNT_MAX = 65535
@@ -218,12 +219,83 @@ def replace_defects(image: NDArray[np.float64], defect: NDArray[np.bool_]) -> ND
     return image
 
 
+def defect_plan(defect: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The neighbours :func:`replace_defects` reads for each defect of a fixed map.
+
+    Returns the defects' flat indices (``np.nonzero`` order) and, per defect, the flat
+    indices of its valid 8-neighbours, or if none its valid 5×5 neighbours (row-major,
+    padded with −1; a row of −1: none, the image median is used).
+    """
+    rr, cc = np.nonzero(defect)
+    rows, cols = defect.shape
+    nbr = np.full((rr.size, 24), -1, np.int64)
+    todo = np.ones(rr.size, bool)
+    for radius in (1, 2):
+        offsets = [(dr, dc) for dr in range(-radius, radius + 1)
+                   for dc in range(-radius, radius + 1) if dr or dc]
+        for i in np.nonzero(todo)[0]:
+            found = [(rr[i] + dr) * cols + cc[i] + dc for dr, dc in offsets
+                     if 0 <= rr[i] + dr < rows and 0 <= cc[i] + dc < cols
+                     and not defect[rr[i] + dr, cc[i] + dc]]
+            if found:
+                nbr[i, :len(found)] = found
+                todo[i] = False
+    return rr * cols + cc, nbr
+
+
 @numba.njit(cache=True)
+def _replace_planned(flat, index, nbr):  # pragma: no cover
+    """Median of the listed neighbours into each defect (in place); returns the defects
+    with no neighbour listed (−1), left for the caller."""
+    left = np.zeros(index.size, np.bool_)
+    vals = np.empty(nbr.shape[1])
+    out = np.empty(index.size)
+    for i in range(index.size):
+        k = 0
+        while k < nbr.shape[1] and nbr[i, k] >= 0:
+            vals[k] = flat[nbr[i, k]]
+            k += 1
+        if k == 0:
+            left[i] = True
+            continue
+        v = np.sort(vals[:k])
+        out[i] = v[k // 2] if k % 2 else (v[k // 2 - 1] + v[k // 2]) / 2.0
+    for i in range(index.size):  # all medians from the uncorrected image, as the reference
+        if not left[i]:
+            flat[index[i]] = out[i]
+    return left
+
+
+def replace_defects_planned(image: NDArray[np.float64],
+                            plan: tuple[NDArray[np.int64], NDArray[np.int64]],
+                            defect: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """:func:`replace_defects` with the neighbour lists of :func:`defect_plan` (in place;
+    the same values, without searching the map each frame).
+
+    Parameters
+    ----------
+    image : ndarray, shape (rows, cols), float64, C-contiguous
+        Image to correct.
+    plan : tuple
+        ``defect_plan(defect)``.
+    defect : ndarray, shape (rows, cols), bool
+        The defect map the plan was made from.
+    """
+    index, nbr = plan
+    if index.size == 0:
+        return image
+    left = _replace_planned(image.reshape(-1), index, nbr)
+    if left.any():
+        image.flat[index[left]] = np.median(image[~defect]) if np.any(~defect) else 0.0
+    return image
+
+
+@numba.njit(parallel=True, cache=True)
 def _read_out(signal, previous, lag, offset, gain, noise, sigma, out):  # pragma: no cover
     rows, cols = signal.shape
     has_prev = previous.shape[0] == rows
     has_noise = noise.shape[0] == rows
-    for r in range(rows):
+    for r in numba.prange(rows):
         for c in range(cols):
             rec = (1.0 - lag) * signal[r, c]
             if has_prev:

@@ -36,10 +36,11 @@ from ._detector import (
     COUNT_MAX,
     blur,
     csi_absorption_efficiency,
+    defect_plan,
     detector_maps,
     gaussian_kernel,
     read_out,
-    replace_defects,
+    replace_defects_planned,
     scatter_signal,
 )
 from ._spectral import build_table, moments_exact, moments_table
@@ -50,13 +51,27 @@ __all__ = ["LiveXrayPhysics"]
 _CAL_STREAM = 0x63616C  # "cal": calibration frames' stream, from the detector seed
 
 
-@numba.njit(cache=True)
+@numba.njit(parallel=True, cache=True)
+def _log_ratio(counts, dark, open_counts, mas_ratio, out):  # pragma: no cover
+    """``out = −ln(max(I − dark, 0.5) / open · mas_ratio)`` per pixel (float64; the same
+    operations, in the same order, as the numpy expression it replaces)."""
+    rows, cols = out.shape
+    for r in numba.prange(rows):
+        for c in range(cols):
+            num = max(np.float64(counts[r, c]) - dark[r, c], 0.5)
+            out[r, c] = -np.log(num / open_counts[r, c] * mas_ratio)
+
+
+_POISSON_MAX_MEAN = 400.0  # above: Gaussian with the Poisson mean and variance (skewness < 0.05)
+
+
+@numba.njit(parallel=True, cache=True)
 def _effective_energy_and_scatter_source(m1, m2, log_open, e_default, e_eff,
                                          source):  # pragma: no cover
     """Per pixel: ``E_eff = m2 / m1`` (``e_default`` where m1 = 0) and the scatter source
-    ``m1 · L`` with ``L = max(0, ln(open / m1))``, in one pass."""
+    ``m1 · L`` with ``L = max(0, ln(open / m1))``, in one pass (parallel over rows)."""
     rows, cols = m1.shape
-    for r in range(rows):
+    for r in numba.prange(rows):
         for c in range(cols):
             p = m1[r, c]
             if p > 0.0:
@@ -68,7 +83,22 @@ def _effective_energy_and_scatter_source(m1, m2, log_open, e_default, e_eff,
                 source[r, c] = 0.0
 
 
-_POISSON_MAX_MEAN = 400.0  # above: Gaussian with the Poisson mean and variance (skewness < 0.05)
+@numba.njit(parallel=True, cache=True)
+def _gaussian_quanta(mean_kev, e_eff, z, n, quanta):  # pragma: no cover
+    """Per pixel: photons ``n = mean / E_eff`` and ``n + sqrt(n) · z``; returns how many
+    pixels expect fewer than :data:`_POISSON_MAX_MEAN` photons (parallel over rows)."""
+    rows, cols = n.shape
+    n_small = np.zeros(rows, np.int64)
+    for r in numba.prange(rows):
+        k = 0
+        for c in range(cols):
+            v = mean_kev[r, c] / e_eff[r, c]
+            n[r, c] = v
+            quanta[r, c] = v + np.sqrt(v) * np.float64(z[r, c])
+            if v < _POISSON_MAX_MEAN:
+                k += 1
+        n_small[r] = k
+    return n_small.sum()
 
 
 def _compound_poisson(mean_kev: NDArray[np.float64], e_eff: NDArray[np.float64],
@@ -80,13 +110,14 @@ def _compound_poisson(mean_kev: NDArray[np.float64], e_eff: NDArray[np.float64],
     draw the Gaussian of the same mean and variance (four times faster; the Poisson's skewness
     there is below 0.05).
     """
-    n = mean_kev / e_eff
+    n = np.empty(mean_kev.shape)
+    quanta = np.empty(mean_kev.shape)
     z = rng.standard_normal(n.shape, dtype=np.float32)
-    quanta = n + np.sqrt(n) * z
-    small = n < _POISSON_MAX_MEAN
-    if small.any():
+    if _gaussian_quanta(mean_kev, e_eff, z, n, quanta):
+        small = n < _POISSON_MAX_MEAN
         quanta[small] = rng.poisson(n[small])
-    return quanta * e_eff
+    quanta *= e_eff
+    return quanta
 
 
 class LiveXrayPhysics:
@@ -146,6 +177,8 @@ class LiveXrayPhysics:
         self._dark: NDArray[np.float64] | None = None
         self._flood: NDArray[np.float64] | None = None
         self._defect_found: NDArray[np.bool_] | None = None
+        self._open_counts: NDArray[np.float64] | None = None
+        self._defect_plan: tuple | None = None
 
     # --- set-up -----------------------------------------------------------------------------
     def _geometry(self) -> None:
@@ -399,6 +432,8 @@ class LiveXrayPhysics:
                              "dead on the flood; lower flood_mas or the gain")
         self._defect_found = defect
         self._dark, self._flood = dark, flood
+        self._open_counts = None
+        self._defect_plan = None
 
     @property
     def defect_map(self) -> NDArray[np.bool_]:
@@ -428,15 +463,17 @@ class LiveXrayPhysics:
         if i.shape != self.shape:
             raise InputError(f"counts: expected shape {self.shape} for view {self.view.name}, "
                              f"got {i.shape}")
-        i = i.astype(np.float64)
-        if not np.all(np.isfinite(i)):
+        if not (np.issubdtype(i.dtype, np.integer) or np.all(np.isfinite(i))):
             raise InputError("counts: holds NaN or infinite values")
         defect = self.defect_map
         s = self.settings
-        ratio = (np.maximum(i - self._dark, 0.5) / np.maximum(self._flood - self._dark, 0.5)
-                 * ((s.flood_mas or s.mas) / s.mas))
-        li = -np.log(ratio)
-        return replace_defects(li, defect).astype(np.float32)
+        if self._open_counts is None:  # flood − dark, fixed after calibration
+            self._open_counts = np.maximum(self._flood - self._dark, 0.5)
+        li = np.empty(self.shape)
+        _log_ratio(i, self._dark, self._open_counts, (s.flood_mas or s.mas) / s.mas, li)
+        if self._defect_plan is None:
+            self._defect_plan = defect_plan(defect)
+        return replace_defects_planned(li, self._defect_plan, defect).astype(np.float32)
 
     # --- helpers ----------------------------------------------------------------------------
     def effective_mu_per_mm(self, material: str, thickness_mm: float, *,
