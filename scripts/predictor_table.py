@@ -155,7 +155,7 @@ def main() -> None:
     dt_s = 1.0 / args.rate_hz
     sigs = signals(args.shared, dt_s, args.real)
     feed = "5 Hz own samples" if abs(dt_s - DT_S) < 1e-12 else \
-        f"{args.rate_hz:g} Hz (real traces: {args.real}, causal)"
+        f"{args.rate_hz:g} Hz (real traces: {args.real})"
     guard = "unguarded" if args.no_guard else "guarded (default)"
     for h_ms in (float(v) for v in args.horizons_ms.split(",")):
         print(f"\n**Horizon {h_ms:g} ms, {feed} (causal), {guard}.** Cell: relative "
