@@ -72,6 +72,24 @@ def run_row(scene, *, imaging: str, duration_s: float) -> dict[str, object]:
     }
 
 
+def expected_noise_mm(scene) -> tuple[float, float]:
+    """(expected target error of the best ``linear_velocity`` model from marker noise at the
+    X-ray points, the model's residual limit), both mm: ``PairedTrace.expected_model_noise_mm``
+    with the scene's marker count, noise and rate, the markers' mean gain and the loop's
+    velocity span."""
+    from cyberknife_sim.motion import MotionTruth
+    from cyberknife_sim.simulation import _loop
+
+    m = scene.tracking.markers
+    truth = MotionTruth(scene.motion, duration_s=1.0, rng=np.random.default_rng(0),
+                        marker_count=m.count)
+    noise = m.noise_mm / np.sqrt(m.count) / float(np.mean(truth.marker_gain))
+    span_s = _loop.VELOCITY_FRAMES / m.rate_hz
+    expected = truth.paired.expected_model_noise_mm(signal_noise_mm=noise,
+                                                    velocity_span_s=span_s)
+    return expected, scene.tracking.correlation.max_residual_mm
+
+
 def _fmt(v: object) -> str:
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.2f}"
 
@@ -109,6 +127,9 @@ def main() -> None:
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     scene = paired_scene(args.internal, args.external,
                          external_time_unit_s=args.external_time_unit_s, overrides=overrides)
+    expected, limit = expected_noise_mm(scene)
+    print(f"expected linear_velocity model error from marker noise at the X-ray points: "
+          f"{expected:.2f} mm (model residual limit {limit:g} mm)", flush=True)
     rows = []
     for imaging in args.imaging:
         rows.append(run_row(scene, imaging=imaging, duration_s=args.duration_s))
