@@ -24,8 +24,9 @@ late (at t the interpolant between the samples at or before t - 0.2 s and after 
 recorded by t; the delayed signal is both input and truth, so nothing looks ahead);
 ``hold`` feeds the newest recorded sample (sample-and-hold) and scores against the recording
 interpolated linearly at t + horizon (the future read only for scoring). Sample-and-hold is
-a staircase whose 5 Hz steps the guards gate as outliers: every method then equals no
-prediction (relative RMS 1.000), so it does not tell the methods apart. Grid
+a staircase whose 5 Hz steps the guard gates and accepts as steps (feeding the method a flat
+line): every method then equals no prediction (relative RMS 1.000), so it does not tell the
+methods apart. Grid
 ``GRIDS_FAST``: the 5 Hz defaults, and the same time scales in samples of the faster clock
 (wLMS ``levels`` + log2(rate ratio); krr ``order`` and ``window`` scaled), to decide whether
 a parameter is physics in seconds or a count.
