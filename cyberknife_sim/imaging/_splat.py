@@ -70,7 +70,7 @@ vectorised over batches of 256 particles (AVX2: ~5 ns), then the nine scattered 
 additions run in particle order (~6 ns); the positions are read once for both views.
 Measured (CPU time, one thread, shared 2-core AMD EPYC under load 5–8): 17–18 ns per particle
 and view, was 24–27 ns with one scalar loop per view. The default truth (3.5 M particles) onto
-both 512² views: 170–210 ms of CPU per pair (was 330–340 ms, of which 60 ms recomputed the
+both 512² views: 170–220 ms of CPU per pair (was 325–335 ms, of which 60 ms recomputed the
 pixel gain of views made anew each exposure; it is now taken, cached, from the fixed room
 views: a rigid move does not change it). :class:`SplatWorkspace` keeps the 8 chunk buffers
 per set and view (≈ 50 MB for the default truth and pair) and clears only what a call
