@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from .._npz_cache import NpzCache, source_hash
 from ..errors import InputError
 from ..geometry import translation
 from .io import read_ct
@@ -106,9 +107,16 @@ def _acquired_planning_ct(scene: Scene, painted: Volume, painted_labels: NDArray
     if hit is None:
         from ..truth._scene import _phantom_truth, acquire_planning_ct
 
-        model = _phantom_truth(scene.patient.phantom or "default", int(scene.simulation.seed),
-                               scene.patient.truth)
-        volume = acquire_planning_ct(scene, model, painted=painted)
+        def build() -> Volume:
+            model = _phantom_truth(scene.patient.phantom or "default",
+                                   int(scene.simulation.seed), scene.patient.truth)
+            return acquire_planning_ct(scene, model, painted=painted)
+
+        volume = _PLANNING_CT_CACHE.get_or_build(
+            _planning_ct_key(scene, painted), build,
+            lambda v: {"hu": np.asarray(v.hu), "ct_from_ijk": v.ct_from_ijk,
+                       "name": np.array(v.name)},
+            lambda a: Volume(a["hu"], a["ct_from_ijk"], str(a["name"])))
         same_grid = (volume.shape == painted.shape
                      and np.allclose(volume.ct_from_ijk, painted.ct_from_ijk, atol=1e-6))
         hit = (volume, painted_labels if same_grid else None)
@@ -118,3 +126,19 @@ def _acquired_planning_ct(scene: Scene, painted: Volume, painted_labels: NDArray
 
 
 _ACQUIRED: dict = {}
+_PLANNING_CT_CACHE = NpzCache("planning_ct", switch_env="CKSIM_PLANNING_CT_CACHE")
+
+
+def _planning_ct_key(scene: Scene, painted: Volume) -> str:
+    """Disk-cache key of a phantom's acquired planning CT: everything the acquisition reads
+    (phantom, truth, planning-CT settings, seed, breathing, the painted grid) and the code."""
+    from .. import __version__
+
+    m, ps = scene.motion, scene.patient
+    return NpzCache.key({
+        "phantom": ps.phantom, "truth": ps.truth.model_dump(mode="json"),
+        "planning_ct": ps.planning_ct.model_dump(mode="json"),
+        "seed": int(scene.simulation.seed), "breathing": m.breathing.model_dump(mode="json"),
+        "moves_spine": bool(m.breathing_moves_spine), "painted_shape": list(painted.shape),
+        "painted_ct_from_ijk": np.asarray(painted.ct_from_ijk).tolist(),
+        "version": __version__, "src": source_hash(["truth/*.py", "anatomy/*.py"])})

@@ -40,7 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..simulation import LoopRecord
     from ._engine import BeamDose, DoseEngine
 
-__all__ = ["axes_in_ct", "beam_offsets_mm", "delivered_dose_gy", "planned_beam_ct"]
+__all__ = ["axes_in_ct", "beam_offsets_mm", "delivered_dose_gy", "delivered_mu",
+           "planned_beam_ct"]
 
 
 def planned_beam_ct(beam: Beam, target_ct: ArrayLike) -> tuple[NDArray[np.float64],
@@ -104,6 +105,16 @@ def _beam_steps(record: LoopRecord, n_beams: int) -> list[NDArray[np.int64]]:
     bounds = np.searchsorted(k[order], np.arange(n_beams + 1))
     return [on[order[bounds[b]:bounds[b + 1]]] for b in range(n_beams)]
 
+
+def delivered_mu(beams: Sequence[Beam], record: LoopRecord, *,
+                 rate_mu_per_s: float | None = None) -> NDArray[np.float64]:
+    """MU each beam of the plan delivered in the run of ``record`` (shape (n_beams,)):
+    its beam-on time × its dose rate (or ``rate_mu_per_s``)."""
+    out = np.zeros(len(beams))
+    for k, steps in enumerate(_beam_steps(record, len(beams))):
+        rate = (beams[k].dose_rate_mu_per_min / 60.0) if rate_mu_per_s is None else rate_mu_per_s
+        out[k] = float(np.sum(record.beam_on_s[steps])) * rate
+    return out
 
 def delivered_dose_gy(engine: DoseEngine, beams: Sequence[Beam], record: LoopRecord, *,
                       target_ct: ArrayLike, points_ct: ArrayLike | None = None,

@@ -12,6 +12,7 @@ run delivered (:func:`delivered_dose_gy`, reusing those beam doses) and fills th
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -19,8 +20,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage, sparse
 
+from .._npz_cache import NpzCache, source_hash
 from ..errors import InputError
-from ._delivered import delivered_dose_gy, planned_beam_ct
+from ._delivered import delivered_dose_gy, delivered_mu, planned_beam_ct
 from ._dvh import oar_metrics, target_metrics
 from ._engine import BeamDose, DoseEngine
 from ._grid import DoseGrid
@@ -135,6 +137,82 @@ def _key(scene: Scene, patient: Patient, beams: list[Beam], optimize: bool) -> s
     return h.hexdigest()
 
 
+def _beam_doses_and_mu(scene, beams, engine, grid, masks, structures, target_ct, optimize):
+    """Every beam's dose per MU and the MU (optimised or the plan's): the kept beam indices
+    (beams with MU), their doses, their MU and the optimisation result (or None)."""
+    pts = grid.points_ct()
+    beam_doses = [engine.beam(*planned_beam_ct(b, target_ct), b.collimator_mm, pts)
+                  for b in beams]
+    result = None
+    mu = np.array([b.mu for b in beams], dtype=np.float64)
+    if optimize:
+        ds = scene.dose
+        result = optimize_mu(
+            influence_matrix(beam_doses),
+            target_idx=np.flatnonzero(masks[structures.target.name]),
+            cord_idx=np.flatnonzero(masks[structures.cord.name]), voxel_cc=grid.voxel_cc,
+            prescription_gy=ds.prescription_gy, coverage=ds.coverage,
+            cord_max_gy=ds.cord_max_gy, cord_limit_gy=ds.cord_limit_gy,
+            cord_limit_cc=ds.cord_limit_cc)
+        mu = result.mu
+    keep = [k for k in range(len(beams)) if mu[k] > 0.0]
+    if not keep:
+        raise InputError("dose: the MU optimisation gave no beam any MU")
+    return keep, [beam_doses[k] for k in keep], mu[keep], result
+
+
+# the beam doses and MU of a plan, on disk: a new process (a CLI run, a sweep worker) pays
+# the engine and the LP once per distinct plan
+_BEAMS_CACHE = NpzCache("plan_dose", switch_env="CKSIM_DOSE_CACHE")
+_BD_ARRAYS = ("source_ct", "aim_ct", "e_u", "e_v", "direction", "index", "values_gy_per_mu",
+              "eff_depth_mm", "distance_mm", "lateral_mm", "_base_gy_per_mu")
+_MU_SCALARS = ("status", "coverage", "cord_max_gy", "cord_v10_cc", "scale", "limiting",
+               "iterations", "message")
+
+
+def _disk_key(key: str, sad_mm: float) -> str:
+    import scipy
+
+    from .. import __version__
+    return NpzCache.key({"plan_dose": key, "sad_mm": sad_mm, "version": __version__,
+                         "scipy": scipy.__version__, "src": source_hash(["dose/*.py"])})
+
+
+def _to_arrays(value) -> dict:
+    keep, beam_doses, mu, result = value
+    out = {"keep": np.asarray(keep, dtype=np.int64), "mu": mu,
+           "cone_mm": np.array([bd.cone_mm for bd in beam_doses]),
+           "n_points": np.array([bd.n_points for bd in beam_doses], dtype=np.int64)}
+    for k, bd in enumerate(beam_doses):
+        for name in _BD_ARRAYS:
+            out[f"b{k}.{name}"] = getattr(bd, name)
+    if result is not None:
+        out["opt.mu"], out["opt.dose_gy"] = result.mu, result.dose_gy
+        out["opt.scalars"] = np.array(json.dumps({n: getattr(result, n) for n in _MU_SCALARS},
+                                                  default=lambda v: v.item()))
+    return out
+
+
+def _from_arrays(a: dict, engine: DoseEngine, grid: DoseGrid):
+    keep = a["keep"].tolist()
+    beam_doses = []
+    for k, cone in enumerate(a["cone_mm"].tolist()):
+        fields = {name.lstrip("_"): a[f"b{k}.{name}"] for name in _BD_ARRAYS}
+        if int(a["n_points"][k]) != grid.size:
+            raise ValueError("cached beam dose on another grid")
+        beam_doses.append(BeamDose(
+            fields["source_ct"], fields["aim_ct"], float(cone), fields["e_u"], fields["e_v"],
+            fields["direction"], int(a["n_points"][k]), fields["index"],
+            fields["values_gy_per_mu"], fields["eff_depth_mm"], fields["distance_mm"],
+            fields["lateral_mm"], fields["base_gy_per_mu"], engine._ocr_table(float(cone)),
+            engine.sad_mm))
+    result = None
+    if "opt.scalars" in a:
+        result = MuResult(mu=a["opt.mu"], dose_gy=a["opt.dose_gy"],
+                          **json.loads(str(a["opt.scalars"])))
+    return keep, beam_doses, a["mu"], result
+
+
 def plan_dose(scene: Scene, patient: Patient, beams: list[Beam], *,
               optimize: bool) -> tuple[PlanDose, list[Beam]]:
     """The plan's dose on the scene's dose grid, and the beams with their final MU.
@@ -165,28 +243,13 @@ def plan_dose(scene: Scene, patient: Patient, beams: list[Beam], *,
     structures = load_structures(scene, patient.volume, target_ct_mm=target_ct)
     grid = dose_grid_for(scene, structures, target_ct)
     engine = DoseEngine(patient.volume, sad_mm=float(scene.plan.sad_mm))
-    pts = grid.points_ct()
-    beam_doses = [engine.beam(*planned_beam_ct(b, target_ct), b.collimator_mm, pts)
-                  for b in beams]
     masks = _masks(scene, structures, grid)
-    result = None
-    mu = np.array([b.mu for b in beams], dtype=np.float64)
-    if optimize:
-        ds = scene.dose
-        result = optimize_mu(
-            influence_matrix(beam_doses),
-            target_idx=np.flatnonzero(masks[structures.target.name]),
-            cord_idx=np.flatnonzero(masks[structures.cord.name]), voxel_cc=grid.voxel_cc,
-            prescription_gy=ds.prescription_gy, coverage=ds.coverage,
-            cord_max_gy=ds.cord_max_gy, cord_limit_gy=ds.cord_limit_gy,
-            cord_limit_cc=ds.cord_limit_cc)
-        mu = result.mu
-    keep = [k for k in range(len(beams)) if mu[k] > 0.0]
-    if not keep:
-        raise InputError("dose: the MU optimisation gave no beam any MU")
-    beams = [replace(beams[k], mu=float(mu[k])) for k in keep]
-    beam_doses = [beam_doses[k] for k in keep]
-    mu = mu[keep]
+    keep, beam_doses, mu, result = _BEAMS_CACHE.get_or_build(
+        _disk_key(key, float(scene.plan.sad_mm)),
+        lambda: _beam_doses_and_mu(scene, beams, engine, grid, masks, structures, target_ct,
+                                   optimize),
+        _to_arrays, lambda a: _from_arrays(a, engine, grid))
+    beams = [replace(beams[k], mu=float(mu[j])) for j, k in enumerate(keep)]
     planned = np.zeros(grid.size)
     for bd, m in zip(beam_doses, mu, strict=True):
         planned[bd.index] += m * bd.values_gy_per_mu
@@ -231,9 +294,18 @@ def run_dose(pd: PlanDose, scene: Scene, beams: list[Beam], record: LoopRecord) 
         o = pd.optimization
         metrics["optimization"] = {"status": o.status, "message": o.message,
                                    "total_mu": float(np.sum(pd.mu))}
-    for g in ds.gamma:
+    # the gamma's reference: the planned beam axes at the MU the run delivered, so that the
+    # comparison measures where the dose went (tracking), not how much of the plan ran
+    mu_delivered = delivered_mu(beams, record)
+    metrics["delivered_mu_fraction"] = float(mu_delivered.sum() / np.sum(pd.mu))
+    metrics["gamma_reference"] = "planned beam axes at the delivered MU"
+    reference = np.zeros(pd.grid.size)
+    for bd, m in zip(pd.beam_doses, mu_delivered, strict=True):
+        reference[bd.index] += m * bd.values_gy_per_mu
+    reference = reference.reshape(pd.grid.shape)
+    for g in ds.gamma if reference.max() > 0 else ():
         name = f"{g.dose_percent:g}%/{g.dta_mm:g}mm"
-        res = gamma_pass_rate(pd.planned_gy, delivered, pd.grid, dose_percent=g.dose_percent,
+        res = gamma_pass_rate(reference, delivered, pd.grid, dose_percent=g.dose_percent,
                               dta_mm=g.dta_mm, pass_rate_only=True)
         metrics["gamma"][name] = {k: v for k, v in res.items() if np.isscalar(v)}
     return DoseResult(grid=pd.grid, planned_gy=pd.planned_gy.astype(np.float32),

@@ -375,7 +375,8 @@ def dose_section(out_dir: Path, dose, plots: list[Path]) -> str:
         + "</tr>" for group, key, label, nd in _TABLE)
     gamma = dose.metrics.get("gamma") or {}
     gamma_rows = "".join(
-        f"<tr><td>gamma pass rate {html.escape(str(crit))}</td><td colspan=\"{len(kinds)}\">"
+        f"<tr><td>gamma pass rate {html.escape(str(crit))} (reference: planned beam axes at "
+        f"the delivered MU)</td><td colspan=\"{len(kinds)}\">"
         f"{percent(_float((g or {}).get('pass_rate')))}</td></tr>"
         for crit, g in gamma.items())
     words = [margin_text(dose, k) for k in ("planned", "delivered")]
