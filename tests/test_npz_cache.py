@@ -112,3 +112,21 @@ def test_planning_ct_from_disk_equals_the_acquired_one(tmp_path, monkeypatch):
     patient_mod._ACQUIRED.clear()
     for f in fresh.folder.glob("*.npz"):
         f.unlink()
+
+
+def test_spectrum_from_disk_equals_spekpys(tmp_path, monkeypatch):
+    from cyberknife_sim.imaging.xrayphysics import _spectrum
+
+    monkeypatch.setenv("CKSIM_CACHE_DIR", str(tmp_path))
+    args = dict(kvp=100.0, anode_angle_deg=12.0, filtration_al_mm=2.5, filtration_cu_mm=0.1,
+                tan_alpha=(-0.05, 0.0, 0.05))
+    _spectrum._spekpy_nodes.cache_clear()
+    a = _spectrum.tube_spectrum(**args)
+    assert len(list((tmp_path / "spectra").glob("*.npz"))) == 1
+    _spectrum._spekpy_nodes.cache_clear()
+    b = _spectrum.tube_spectrum(**args)
+    direct = _spectrum._spekpy_compute(100.0, 12.0, 2.5, 0.1, (-0.05, 0.0, 0.05))
+    assert np.array_equal(a.photons_per_sr_per_mas, b.photons_per_sr_per_mas)
+    assert np.array_equal(b.photons_per_sr_per_mas, direct[1])
+    assert np.array_equal(b.energies_kev, direct[0])
+    _spectrum._spekpy_nodes.cache_clear()

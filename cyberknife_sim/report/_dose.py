@@ -342,6 +342,13 @@ def _cell(v, nd: int | None) -> str:
     return percent(f) if nd is None else f"{f:.{nd}f}"
 
 
+def _fraction_text(dose) -> str:
+    from ._html import percent
+
+    frac = _float(dose.metrics.get("delivered_mu_fraction"))
+    return "" if frac is None else f" ({percent(frac)} of the plan's MU delivered)"
+
+
 def margin_text(dose, kind: str) -> str:
     """The cord's margin in words, e.g. "planned: cord D0.035 cc 11.20 Gy: 2.80 Gy below its
     14 Gy limit; V10 Gy 0.120 cc (limit 0.35 cc)"; empty without the cord's metrics."""
@@ -375,8 +382,7 @@ def dose_section(out_dir: Path, dose, plots: list[Path]) -> str:
         + "</tr>" for group, key, label, nd in _TABLE)
     gamma = dose.metrics.get("gamma") or {}
     gamma_rows = "".join(
-        f"<tr><td>gamma pass rate {html.escape(str(crit))} (reference: planned beam axes at "
-        f"the delivered MU)</td><td colspan=\"{len(kinds)}\">"
+        f"<tr><td>gamma pass rate {html.escape(str(crit))}</td><td colspan=\"{len(kinds)}\">"
         f"{percent(_float((g or {}).get('pass_rate')))}</td></tr>"
         for crit, g in gamma.items())
     words = [margin_text(dose, k) for k in ("planned", "delivered")]
@@ -388,6 +394,7 @@ def dose_section(out_dir: Path, dose, plots: list[Path]) -> str:
     return (f'<h2 id="dose">Dose</h2>\n<p>Prescription {dose.prescription_gy:g} Gy to '
             f'{html.escape(dose.target_name)}; cord ({html.escape(dose.cord_name)}) limits: '
             f'point maximum {dose.cord_max_gy:g} Gy, V10 Gy {dose.cord_v10_limit_cc:g} cc. '
-            f'Gamma: delivered against planned.</p>{planned_only}\n{margin}\n'
+            f'Gamma: delivered against the planned beam axes at the delivered MU'
+            f'{_fraction_text(dose)}.</p>{planned_only}\n{margin}\n'
             f'<table id="dose-metrics"><tr><th>metric</th>{head}</tr>{rows}{gamma_rows}'
             f'</table>\n' + "\n".join(_img(by_name[n]) for n in DOSE_PLOTS))

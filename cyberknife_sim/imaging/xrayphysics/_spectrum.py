@@ -22,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
+from ..._npz_cache import NpzCache, source_hash
+
 __all__ = ["FINE_BIN_KEV", "TubeSpectrum", "rebin_weights", "spekpy_hvl_mm_al", "tube_spectrum"]
 
 FINE_BIN_KEV = 0.5
@@ -50,9 +52,27 @@ class TubeSpectrum:
     tan_alpha: NDArray[np.float64]
 
 
+# spekpy's spectra on disk too: each new process (a CLI run, a sweep worker) would otherwise
+# pay ~1 s of spekpy per view
+_DISK = NpzCache("spectra", switch_env="CKSIM_SPECTRUM_CACHE")
+
+
 @lru_cache(maxsize=32)
 def _spekpy_nodes(kvp: float, anode_angle_deg: float, al_mm: float, cu_mm: float,
                   tan_alpha: tuple[float, ...]) -> tuple[NDArray, NDArray]:
+    from importlib import metadata
+
+    key = NpzCache.key({"spekpy": metadata.version("spekpy"), "kvp": kvp,
+                        "anode_angle_deg": anode_angle_deg, "al_mm": al_mm, "cu_mm": cu_mm,
+                        "tan_alpha": list(tan_alpha), "fine_bin_kev": FINE_BIN_KEV,
+                        "z_cm": _Z_CM, "src": source_hash(["imaging/xrayphysics/_spectrum.py"])})
+    return _DISK.get_or_build(
+        key, lambda: _spekpy_compute(kvp, anode_angle_deg, al_mm, cu_mm, tan_alpha),
+        lambda v: {"k": v[0], "phi": v[1]}, lambda a: (a["k"], a["phi"]))
+
+
+def _spekpy_compute(kvp: float, anode_angle_deg: float, al_mm: float, cu_mm: float,
+                    tan_alpha: tuple[float, ...]) -> tuple[NDArray, NDArray]:
     import spekpy  # slow import (~0.5 s); only when a spectrum is needed
 
     spek = spekpy.Spek(kvp=kvp, th=anode_angle_deg, dk=FINE_BIN_KEV)
