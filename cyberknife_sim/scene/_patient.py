@@ -34,7 +34,8 @@ class PlanningCtSettings(Section):
                                       description="slice thickness and spacing (mm)")
     pixel_mm: float = Field(1.0, ge=0.5, le=1.5, description="in-plane pixel size (mm)")
     noise_hu: float = Field(10.0, ge=0.0, le=100.0,
-                            description="CT noise, standard deviation (HU)")
+                            description="CT noise standard deviation (HU) at 1.5 mm slices; "
+                            "other thicknesses get noise_hu * sqrt(1.5 / slice) (fixed dose)")
 
 
 class PatientSettings(Section):

@@ -119,6 +119,12 @@ def planning_offset_ct_mm(scene: Scene) -> NDArray[np.float64]:
     return float(np.mean(breath_phase_levels(8))) * inhale
 
 
+NOISE_REFERENCE_SLICE_MM = 1.5
+"""``patient.planning_ct.noise_hu`` is the noise at this slice thickness; other thicknesses get
+``noise_hu * sqrt(1.5 / slice)`` (quantum noise at a fixed dose: Brooks & Di Chiro, Med Phys
+1976; Goldman, J Nucl Med Technol 2007)."""
+
+
 def acquire_planning_ct(scene: Scene, truth_model, *, painted: Volume) -> Volume:
     """The phantom's planning CT: the truth at ``patient.planning_ct.phase`` acquired on the
     painted phantom's field of view at the scene's pixel and slice thickness, with CT noise
@@ -141,7 +147,8 @@ def acquire_planning_ct(scene: Scene, truth_model, *, painted: Volume) -> Volume
                                target_offset_at_inhale_ct_mm=_inhale_offset_ct_mm(scene))
     rng = np.random.default_rng([int(scene.simulation.seed), 0x0C7])
     return acquire_ct(items, origin_ct_mm=origin, shape=(nk, nj, ni), pixel_mm=pc.pixel_mm,
-                      slice_mm=pc.slice_thickness_mm, noise_hu=pc.noise_hu, rng=rng,
+                      slice_mm=pc.slice_thickness_mm, noise_hu=pc.noise_hu,
+                      noise_reference_slice_mm=NOISE_REFERENCE_SLICE_MM, rng=rng,
                       name=f"planning CT of phantom:{scene.patient.phantom}:seed"
                            f"{scene.simulation.seed} ({pc.phase}, {pc.slice_thickness_mm:g} mm "
                            f"slices)")
