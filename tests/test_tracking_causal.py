@@ -37,8 +37,8 @@ def _trace(t, x) -> Trace:
                  source="synthetic")
 
 
-MODES = [(0.0, "hold", True), (26.0, "hold", True), (26.0, "linear", False),
-         (26.0, "cubic", False)]
+MODES = [(0.0, "hold", True), (26.0, "hold", True), (26.0, "delayed_linear", True),
+         (26.0, "linear", False), (26.0, "cubic", False)]
 
 
 @pytest.mark.parametrize(("rate_hz", "mode", "causal"), MODES)
@@ -115,3 +115,27 @@ def test_no_method_is_worse_than_no_prediction_on_real_traces(shared_data, name,
             assert ahead == 0.0
             rel = relative_rms(clock.values, pred, horizon_s / clock.dt_s, skip=100)
             assert rel <= 1.10, (name, horizon_s, method, rel)
+
+
+def test_delayed_linear_is_the_file_delayed_by_one_interval_and_predictable():
+    """``delayed_linear`` at 26 Hz is the file's linear interpolation one file interval late
+    (exactly), and a 5 Hz breathing trace put on it is still worth predicting: RLS beats no
+    prediction, where the 5 Hz staircase of ``hold`` leaves nothing to learn."""
+    from cyberknife_sim.motion import resample
+
+    t, x = _breathing(120.0, FILE_DT)
+    tr = _trace(t, x)
+    out = resample(tr, 1 / 26, method="delayed_linear")
+    late = out.time_s >= FILE_DT
+    want = np.interp(out.time_s[late] - FILE_DT, t, x)
+    np.testing.assert_allclose(out.values[late, 0], want, rtol=0, atol=1e-12)
+    assert np.all(out.values[~late, 0] == x[0])
+    from cyberknife_sim.commands.predict import score
+
+    kw = {"horizon_s": 0.2, "rate_hz": 26.0}
+    rel = {}
+    for mode in ("delayed_linear", "hold"):
+        clock, pred, _, _ = predict_trace(tr, "rls", resample_mode=mode, **kw)
+        rel[mode] = score(clock.values, pred, 0.2 * 26.0, skip=20 * 26)["relative_rms"]
+    assert rel["delayed_linear"] < 0.6
+    assert rel["hold"] > 0.9

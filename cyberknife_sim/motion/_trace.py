@@ -311,18 +311,20 @@ def read_trace(path: str | Path, *, time_column: int = 0, columns: Sequence[int]
     return Trace(time_s=time_s, values=values, axes=names, source=where)
 
 
-RESAMPLING_METHODS: tuple[str, ...] = ("hold", "linear", "cubic")
-"""Interpolations of :func:`resample`; only ``hold`` is causal (:func:`resample_lookahead_s`)."""
+RESAMPLING_METHODS: tuple[str, ...] = ("hold", "delayed_linear", "linear", "cubic")
+"""Interpolations of :func:`resample`; ``hold`` and ``delayed_linear`` are causal
+(:func:`resample_lookahead_s`)."""
 
 
 def resample_lookahead_s(trace: Trace, method: str) -> float:
     """How far into the future (s) a resampled value may depend on the input samples.
 
     ``hold`` (sample-and-hold: the latest sample at or before each output time) uses no later
-    sample: 0. ``linear`` uses the next sample: up to the largest input interval. ``cubic`` is
-    a spline through the whole trace: every value depends on every sample (``inf``).
+    sample: 0; nor does ``delayed_linear`` (linear between the two samples around one input
+    interval earlier). ``linear`` uses the next sample: up to the largest input interval.
+    ``cubic`` is a spline through the whole trace: every value depends on every sample (``inf``).
     """
-    if method == "hold":
+    if method in ("hold", "delayed_linear"):
         return 0.0
     if method == "linear":
         return float(np.max(np.diff(trace.time_s))) if trace.time_s.size > 1 else 0.0
@@ -333,7 +335,8 @@ def resample_lookahead_s(trace: Trace, method: str) -> float:
 
 def resample(trace: Trace, dt_s: float, *, t0_s: float | None = None,
              t1_s: float | None = None,
-             method: Literal["hold", "linear", "cubic"] = "linear") -> Trace:
+             method: Literal["hold", "delayed_linear", "linear", "cubic"] = "linear"
+             ) -> Trace:
     """Resample a trace onto a uniform clock.
 
     Parameters
@@ -344,9 +347,12 @@ def resample(trace: Trace, dt_s: float, *, t0_s: float | None = None,
         Output sample interval (s).
     t0_s, t1_s : float, optional
         First and last output times (s); default: the trace's own span. Must lie inside it.
-    method : {"hold", "linear", "cubic"}
+    method : {"hold", "delayed_linear", "linear", "cubic"}
         ``hold``: the latest input sample at or before each output time (causal: what a
-        camera clock reading the latest measurement sees). ``linear`` and ``cubic``
+        camera clock reading the latest measurement sees). ``delayed_linear``: the linear
+        interpolation at ``t - D``, D the largest input interval, so only samples at or before
+        ``t`` are read (causal, a smooth signal delayed by D; the first D seconds hold the
+        first sample). ``linear`` and ``cubic``
         interpolate between samples and so look ahead (NOT causal: up to one input interval,
         and the whole trace, see :func:`resample_lookahead_s`); fine for a truth signal, not
         for a predictor's input.
@@ -373,8 +379,9 @@ def resample(trace: Trace, dt_s: float, *, t0_s: float | None = None,
     if method == "hold":
         idx = np.searchsorted(trace.time_s, t + 1e-9 * dt_s, side="right") - 1
         vals = trace.values[np.clip(idx, 0, trace.time_s.size - 1)].copy()
-    elif method == "linear":
-        vals = np.column_stack([np.interp(t, trace.time_s, trace.values[:, j])
+    elif method in ("linear", "delayed_linear"):
+        at = t if method == "linear" else t - resample_lookahead_s(trace, "linear")
+        vals = np.column_stack([np.interp(at, trace.time_s, trace.values[:, j])
                                 for j in range(trace.values.shape[1])])
     else:
         from scipy.interpolate import CubicSpline
