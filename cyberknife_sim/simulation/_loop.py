@@ -342,7 +342,13 @@ class TreatmentLoop:
         """Add the pair's point (external signal at the exposure, measured target) to the
         correlation model; hold and rebuild when it is judged bad."""
         st = self.state
-        kf = int(np.searchsorted(self._available_s, res.time_s, side="right"))
+        # the marker frame captured nearest the exposure (time stamps are synchronised), not the
+        # newest one received by then, which was captured a whole frame earlier and reads as a
+        # lag the model would fit as hysteresis; it has arrived by now (processing_s is longer
+        # than the camera latency), which the min() guarantees
+        kf = min(int(np.searchsorted(self.frames.time_s, res.time_s + 0.5 * self.frame_dt_s,
+                                     side="right")),
+                 int(np.searchsorted(self._available_s, t_s + _EPS, side="right")))
         e_img, v_img = signal_at(self.sig_meas, kf - 1, self.frame_dt_s)
         if not math.isfinite(e_img):
             return
@@ -655,7 +661,11 @@ class TreatmentLoop:
         shadow fitted to the true target positions), evaluated per model version."""
         version = self._model_version[:n]
         s_true = self.rec.ext_true[:n]
-        v_true = np.diff(s_true, prepend=s_true[:1]) / self.dt_s  # backward difference
+        # the same backward difference as the loop's (over VELOCITY_FRAMES frames), so that the
+        # models' velocity terms book no velocity-estimate difference into the wrong component
+        lag = np.minimum(np.arange(n), VELOCITY_FRAMES)
+        v_true = np.zeros(n)
+        v_true[1:] = (s_true[1:] - s_true[np.arange(1, n) - lag[1:]]) / (lag[1:] * self.dt_s)
         t = self.rec.time_s[:n]
         for k in np.unique(version[version >= 0]):
             idx = np.flatnonzero(version == k)
