@@ -101,8 +101,8 @@ def dose_table(rows: list[dict]) -> str:
             f"in {d0['fractions']} fraction, MU optimised for ≥ 95 % coverage under the cord "
             f"limits (Dmax ≤ 14 Gy, V10 Gy ≤ 0.35 cc, TG-101); dose grid "
             f"{d0['grid_spacing_mm']:g} mm; delivered dose accumulated from each step's actual "
-            f"beam axis in the moving target's frame; gamma of delivered vs planned, global, "
-            f"10 % low-dose cutoff. See docs/dose.md._\n")
+            f"beam axis in the moving target's frame; gamma of delivered vs the planned beam "
+            f"axes at the delivered MU, global, 10 % low-dose cutoff. See docs/dose.md._\n")
     return head + "\n".join(lines) + "\n" + note
 
 
