@@ -1,4 +1,4 @@
-"""Choose the default parameters of the literature predictors (wLMS, kernel ridge) by grid search.
+"""Choose the default parameters of the literature predictors (wLMS, krr, svr) by grid search.
 
 Procedure (fixed before looking at the scores, not tuned per trace):
 
@@ -63,6 +63,9 @@ GRIDS = {
     "krr": {"order": (3, 5, 8), "gamma": (0.1, 0.3, 1.0), "lam": (0.01, 0.03, 0.3),
             "window": (150,),
             "refit_every": (10,)},
+    # SVRpred: a small grid (16 points, --quick-sized); window and refit interval as krr
+    "svr": {"C": (1.0, 10.0), "epsilon": (0.05, 0.2), "gamma": (0.1, 0.3), "order": (5, 8),
+            "window": (150,), "refit_every": (10,)},
 }
 GRIDS_FAST = {  # at ~26 Hz (5.2x the 5 Hz clock): counts as at 5 Hz, and scaled to seconds
     "wlms": {"levels": (5, 6, 7, 8), "taps": (2,), "mu": (0.1, 0.2, 0.5, 1.0)},
@@ -70,6 +73,10 @@ GRIDS_FAST = {  # at ~26 Hz (5.2x the 5 Hz clock): counts as at 5 Hz, and scaled
     # window^3 and the loop must keep up with the camera
     "krr": {"order": (8, 16), "gamma": (0.1, 0.3), "lam": (0.03,), "window": (150, 300),
             "refit_every": (26,)},
+    # SVRpred at 26 Hz: the 5 Hz choice with order and window converted to seconds (one
+    # point: a libsvm refit on 300 pairs is too slow for a grid here)
+    "svr": {"C": (1.0,), "epsilon": (0.05,), "gamma": (0.1,), "order": (16,), "window": (300,),
+            "refit_every": (52,)},
 }
 
 

@@ -199,3 +199,83 @@ def test_krr_rate_defaults_beat_the_5hz_counts_at_26hz():
         p = make_predictor("krr", horizon_s=0.2, dt_s=dt, **opts)
         rel[label] = relative_rms(x, p.predict_series(x), 0.2 / dt, skip=skip)
     assert rel["seconds"] < 0.9 * rel["counts"], rel
+
+
+def _hand_window(x, t, *, order, h, window):
+    """The training pairs known at sample t, oldest first, built by hand from the signal:
+    regressor at s = [x_s - x_{s-1}, ..., x_{s-order+1} - x_{s-order}], target x_{s+h} - x_s,
+    for order <= s <= t - h (the last ``window`` of them)."""
+    k = np.arange(order)
+    s = np.arange(order, t - h + 1)
+    u = x[s[:, None] - k] - x[s[:, None] - k - 1]
+    y = x[s + h] - x[s]
+    return u[-window:], y[-window:]
+
+
+@pytest.mark.parametrize("refit_every", [1, 10])
+def test_svr_is_sklearns_svr_on_its_window(refit_every):
+    """SVRpred: right after a refit, the prediction is x_t + sklearn's own SVR (fit on the
+    hand-built window, scaled by its RMS) predicting from the current regressor — the same
+    numbers, bit for bit; and its support vectors are a strict subset (epsilon tube)."""
+    from sklearn.svm import SVR
+
+    from cyberknife_sim.tracking import SVRPredictor
+
+    rng = np.random.default_rng(2)
+    t_s = np.arange(400) * 0.2
+    x = 8 * np.sin(2 * np.pi * t_s / 3.7) + 0.02 * t_s + rng.normal(0, 0.2, t_s.size)
+    p = SVRPredictor(horizon_s=0.4, dt_s=0.2, order=5, window=60, refit_every=refit_every,
+                     C=3.0, epsilon=0.1, gamma=0.3)
+    pred = p.predict_series(x)[:, 0]
+    t = 390  # a refit sample for both refit intervals; the window ring has wrapped
+    for j in (t, t - 17):
+        u, y = _hand_window(x, j, order=5, h=2, window=60)
+        su, sy = np.sqrt(np.mean(u * u)), np.sqrt(np.mean(y * y))
+        ref = SVR(kernel="rbf", C=3.0, epsilon=0.1, gamma=0.3 / 5).fit(u / su, y / sy)
+        u_now = x[j - np.arange(5)] - x[j - np.arange(5) - 1]
+        expected = x[j] + float(ref.predict((u_now / su)[None])[0]) * sy
+        if j == t or refit_every == 1:
+            assert pred[j] == expected
+            assert 0 < len(ref.support_) < len(y)
+        else:  # between refits the model is the one fit 7 samples earlier
+            assert abs(pred[j] - expected) > 1e-9
+    u, y = _hand_window(x, x.size - 1, order=5, h=2, window=60)  # after the last sample
+    pu, py = p.window_pairs()
+    np.testing.assert_array_equal(pu[:, 0], u)
+    np.testing.assert_array_equal(py[:, 0], y)
+
+
+def test_svr_predicts_a_sine_at_200_ms():
+    """A pure 4 s sine (10 mm), 5 Hz, 200 ms ahead, after 60 s of history: relative RMS < 0.1
+    (no prediction: 1 by definition; a sine's increments determine its future exactly)."""
+    t = np.arange(int(120 / 0.2)) * 0.2
+    x = 5.0 + 10.0 * np.sin(2 * np.pi * t / 4.0)
+    p = make_predictor("svr", horizon_s=0.2, dt_s=0.2)
+    rel = relative_rms(x, p.predict_series(x), p.horizon_samples, skip=300)
+    assert rel < 0.1, rel
+
+
+@pytest.mark.parametrize("dt_s", [0.2, 1 / 26])
+def test_svr_no_peeking_and_series_matches_update(dt_s):
+    t = np.arange(int(40 / dt_s)) * dt_s
+    x = 10 * np.sin(2 * np.pi * t / 4.0) + 0.05 * np.random.default_rng(1).normal(size=t.size)
+    j = t.size // 2
+    y = x.copy()
+    y[j + 1:] += np.random.default_rng(0).normal(0, 3.0, y.size - j - 1)
+    a = make_predictor("svr", horizon_s=0.2, dt_s=dt_s).predict_series(x)
+    b = make_predictor("svr", horizon_s=0.2, dt_s=dt_s).predict_series(y)
+    np.testing.assert_array_equal(a[: j + 1], b[: j + 1])
+    assert not np.allclose(a[j + 1:], b[j + 1:])
+    p = make_predictor("svr", horizon_s=0.2, dt_s=dt_s)
+    np.testing.assert_array_equal(a[:, 0], [p.update(v)[0] for v in x])
+
+
+def test_svr_bad_options_and_defaults():
+    from cyberknife_sim.tracking import SVRPredictor
+
+    with pytest.raises(ValueError, match="C > 0"):
+        make_predictor("svr", horizon_s=0.2, dt_s=0.2, C=0.0)
+    p5 = SVRPredictor(horizon_s=0.2, dt_s=0.2)
+    p26 = SVRPredictor(horizon_s=0.115, dt_s=1 / 26)
+    assert (p5.order, p5.window, p5.refit_every) == (8, 150, 10)
+    assert (p26.order, p26.window, p26.refit_every) == (16, 300, 52)

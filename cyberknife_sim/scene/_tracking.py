@@ -42,7 +42,7 @@ class CorrelationSettings(Section):
 class PredictorSettings(Section):
     """Latency compensation."""
 
-    method: Literal["none", "linear", "nlms", "rls", "kalman", "wlms", "krr"] = Field(
+    method: Literal["none", "linear", "nlms", "rls", "kalman", "wlms", "krr", "svr"] = Field(
         "rls", description="prediction method")
     latency_s: float = Field(0.115, ge=0.0, le=1.0, description="system latency to hide (s)")
 

@@ -24,6 +24,7 @@ from ._predictors import (
     relative_rms,
 )
 from ._rolling import RollingCorrelation
+from ._svrpred import SVRPredictor
 
 __all__ = [
     "RANGE_MARGIN",
@@ -40,6 +41,7 @@ __all__ = [
     "Predictor",
     "RLSPredictor",
     "RollingCorrelation",
+    "SVRPredictor",
     "VelocityCorrelation",
     "evaluate_correlation",
     "horizon_steps",

@@ -11,6 +11,7 @@ at sample i of sample i + horizon_steps).
   increments (the clinical baseline, cf. Ernst et al. 2013).
 * ``rls``     recursive least squares (forgetting factor) on the same regressor.
 * ``kalman``  constant-acceleration Kalman filter, extrapolated over the horizon.
+* ``wlms``, ``krr``, ``svr``  wavelet LMS, kernel ridge and SVRpred (:func:`make_predictor`).
 
 Dropped samples (NaN) are replaced by the previous sample before they enter the filters.
 """
@@ -28,8 +29,8 @@ from ._kernels import regression_step
 __all__ = ["KalmanPredictor", "LinearPredictor", "NLMSPredictor", "NoPredictor", "Predictor",
            "RLSPredictor", "horizon_steps", "make_predictor", "relative_rms", "truth_ahead"]
 
-PredictorName = Literal["none", "linear", "nlms", "rls", "kalman", "wlms", "krr"]
-METHODS: tuple[str, ...] = ("none", "linear", "nlms", "rls", "kalman", "wlms", "krr")
+PredictorName = Literal["none", "linear", "nlms", "rls", "kalman", "wlms", "krr", "svr"]
+METHODS: tuple[str, ...] = ("none", "linear", "nlms", "rls", "kalman", "wlms", "krr", "svr")
 
 # batched dot products: numpy >= 2.0 / 2.2 ufuncs (fast), einsum otherwise
 _vecdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("...i,...i->...", a, b))
@@ -437,8 +438,9 @@ def make_predictor(method: PredictorName, *, horizon_s: float, dt_s: float, dim:
 
     Parameters
     ----------
-    method : {"none", "linear", "nlms", "rls", "kalman", "wlms", "krr"}
-        Prediction method (``wlms``: :mod:`._wlms`; ``krr``: :mod:`._svr`).
+    method : {"none", "linear", "nlms", "rls", "kalman", "wlms", "krr", "svr"}
+        Prediction method (``wlms``: :mod:`._wlms`; ``krr``: :mod:`._svr`; ``svr``, SVRpred:
+        :mod:`._svrpred`).
     horizon_s : float
         Latency to predict over (s).
     dt_s : float
@@ -455,11 +457,12 @@ def make_predictor(method: PredictorName, *, horizon_s: float, dt_s: float, dim:
         Method options (``order``, ``mu``, ``lam``, ``jerk_psd``, ...).
     """
     from ._svr import KernelRidgePredictor  # these modules import this one
+    from ._svrpred import SVRPredictor
     from ._wlms import WLMSPredictor
 
     classes = {"none": NoPredictor, "linear": LinearPredictor, "nlms": NLMSPredictor,
                "rls": RLSPredictor, "kalman": KalmanPredictor, "wlms": WLMSPredictor,
-               "krr": KernelRidgePredictor}
+               "krr": KernelRidgePredictor, "svr": SVRPredictor}
     if method not in classes:
         raise ValueError(f"prediction method must be one of {', '.join(METHODS)} "
                          f"(got {method!r})")

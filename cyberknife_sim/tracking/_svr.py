@@ -47,7 +47,7 @@ from numba import njit
 
 from ._predictors import Predictor
 
-__all__ = ["KernelRidgePredictor"]
+__all__ = ["KernelRidgePredictor", "SlidingWindowPredictor"]
 
 HISTORY_S, WINDOW_S, REFIT_S = 1.6, 30.0, 2.0
 """Default history of the regressor, span of the training window and refit interval (s)."""
@@ -114,7 +114,102 @@ def _kernel_fit(z, y, gamma, lam, alpha):  # pragma: no cover - compiled
         alpha[i] = s / L[i, i]
 
 
-class KernelRidgePredictor(Predictor):
+class SlidingWindowPredictor(Predictor):
+    """Shared bookkeeping of the sliding-window kernel predictors (``krr``, ``svr``).
+
+    Per channel: the regressor at t is the last ``order`` increments, the target the
+    increment over the horizon, the window the last ``window`` pairs known by t (s + h <= t),
+    in chronological order; every ``refit_every`` samples (once ``min_pairs`` pairs exist) the
+    subclass refits from the window's regressors scaled by their RMS (:meth:`_fit_channel`)
+    and predicts the increment (:meth:`_predict_channel`). Before the first fit, and for a
+    channel whose regressors are all zero, the prediction is the latest sample. ``order``,
+    ``window`` and ``refit_every`` default to spans in seconds converted at ``dt_s``
+    (``HISTORY_S``, ``WINDOW_S``, ``REFIT_S``; capped at ``MAX_ORDER``, ``MAX_WINDOW``).
+    """
+
+    def __init__(self, *, horizon_s, dt_s, dim=1, order: int | None = None,
+                 window: int | None = None, refit_every: int | None = None,
+                 min_pairs: int | None = None):
+        if not dt_s > 0:
+            raise ValueError(f"dt_s must be > 0 (got {dt_s})")
+        order = min(MAX_ORDER, _count(HISTORY_S, dt_s)) if order is None else order
+        window = min(MAX_WINDOW, _count(WINDOW_S, dt_s)) if window is None else window
+        refit_every = _count(REFIT_S, dt_s) if refit_every is None else refit_every
+        if order < 1 or window < 2 or refit_every < 1:
+            raise ValueError(f"need order >= 1, window >= 2, refit_every >= 1 "
+                             f"(got {order}, {window}, {refit_every})")
+        self.order = int(order)
+        self.window = int(window)
+        self.refit_every = int(refit_every)
+        self.min_pairs = int(min_pairs) if min_pairs is not None else 2 * self.order + 2
+        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim)
+
+    def reset(self):
+        super().reset()
+        h = self.horizon_steps
+        self._n = 0
+        self._u = np.zeros((self.dim, self.order))
+        self._u_hist = np.zeros((h + 1, self.dim, self.order))
+        self._x_hist = np.zeros((h + 1, self.dim))
+        self._pairs_u = np.zeros((self.window, self.dim, self.order))  # ring of pairs
+        self._pairs_y = np.zeros((self.window, self.dim))
+        self._n_pairs = 0
+        self._count = 0
+        self._scale = np.ones(self.dim)
+
+    def window_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training pairs now in the window, oldest first: regressors (m, dim, order) and
+        targets (m, dim), in signal units (not scaled)."""
+        m = min(self._n_pairs, self.window)
+        first = self._n_pairs % self.window if self._n_pairs > self.window else 0
+        idx = (first + np.arange(m)) % self.window
+        return self._pairs_u[idx], self._pairs_y[idx]
+
+    def _fit_channel(self, c: int, z: np.ndarray | None, y: np.ndarray) -> None:
+        """Fit channel ``c`` on scaled regressors ``z`` (m, order) and targets ``y`` (m,);
+        ``z`` None: the regressors are all zero (predict no change)."""
+        raise NotImplementedError
+
+    def _predict_channel(self, c: int, u: np.ndarray) -> float:
+        """Predicted increment of channel ``c`` from its unscaled regressor ``u`` (order,)."""
+        raise NotImplementedError
+
+    def _refit(self):
+        us, ys = self.window_pairs()
+        for c in range(self.dim):
+            u = us[:, c]
+            scale = float(np.sqrt(np.mean(u * u)))
+            if not scale > 1e-12:
+                self._fit_channel(c, None, ys[:, c])
+                continue
+            self._scale[c] = scale
+            self._fit_channel(c, u / scale, ys[:, c])
+        self._count = len(ys)
+
+    def _step(self, x):
+        h, n, ring = self.horizon_steps, self._n, self.horizon_steps + 1
+        if n > 0:
+            self._u[:, 1:] = self._u[:, :-1]
+            self._u[:, 0] = x - self._x_hist[(n - 1) % ring]
+        if h > 0 and n >= self.order + h:
+            old = (n - h) % ring  # regressor saved h samples ago, its target has arrived
+            slot = self._n_pairs % self.window
+            self._pairs_u[slot] = self._u_hist[old]
+            self._pairs_y[slot] = x - self._x_hist[old]
+            self._n_pairs += 1
+            if self._n_pairs >= self.min_pairs and n % self.refit_every == 0:
+                self._refit()
+        self._u_hist[n % ring] = self._u
+        self._x_hist[n % ring] = x
+        self._n = n + 1
+        out = x.copy()
+        if self._count and h > 0:
+            for c in range(self.dim):
+                out[c] += self._predict_channel(c, self._u[c])
+        return out
+
+
+class KernelRidgePredictor(SlidingWindowPredictor):
     """RBF kernel ridge regression on a sliding window, refit every few samples.
 
     Parameters
@@ -142,72 +237,27 @@ class KernelRidgePredictor(Predictor):
     def __init__(self, *, horizon_s, dt_s, dim=1, order: int | None = None,
                  window: int | None = None, refit_every: int | None = None,
                  gamma: float = 0.1, lam: float = 0.03, min_pairs: int | None = None):
-        if not dt_s > 0:
-            raise ValueError(f"dt_s must be > 0 (got {dt_s})")
-        order = min(MAX_ORDER, _count(HISTORY_S, dt_s)) if order is None else order
-        window = min(MAX_WINDOW, _count(WINDOW_S, dt_s)) if window is None else window
-        refit_every = _count(REFIT_S, dt_s) if refit_every is None else refit_every
-        if order < 1 or window < 2 or refit_every < 1:
-            raise ValueError(f"need order >= 1, window >= 2, refit_every >= 1 "
-                             f"(got {order}, {window}, {refit_every})")
         if not gamma > 0 or not lam > 0:
             raise ValueError(f"need gamma > 0 and lam > 0 (got {gamma}, {lam})")
-        self.order = int(order)
-        self.window = int(window)
-        self.refit_every = int(refit_every)
         self.gamma = float(gamma)
         self.lam = float(lam)
-        self.min_pairs = int(min_pairs) if min_pairs is not None else 2 * self.order + 2
-        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim)
+        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim, order=order, window=window,
+                         refit_every=refit_every, min_pairs=min_pairs)
 
     def reset(self):
         super().reset()
-        h = self.horizon_steps
-        self._n = 0
-        self._u = np.zeros((self.dim, self.order))
-        self._u_hist = np.zeros((h + 1, self.dim, self.order))
-        self._x_hist = np.zeros((h + 1, self.dim))
-        self._pairs_u = np.zeros((self.window, self.dim, self.order))  # ring of pairs
-        self._pairs_y = np.zeros((self.window, self.dim))
-        self._n_pairs = 0
         self._centres = np.zeros((self.dim, self.window, self.order))
         self._alpha = np.zeros((self.dim, self.window))
-        self._count = 0
-        self._scale = np.ones(self.dim)
 
-    def _refit(self):
-        m = min(self._n_pairs, self.window)
-        for c in range(self.dim):
-            u = self._pairs_u[:m, c]
-            scale = float(np.sqrt(np.mean(u * u)))
-            if not scale > 1e-12:
-                self._alpha[c] = 0.0
-                continue
-            self._centres[c, :m] = u / scale
-            self._scale[c] = scale
-            _kernel_fit(self._centres[c, :m], self._pairs_y[:m, c], self.gamma, self.lam,
-                        self._alpha[c, :m])
-        self._count = m
+    def _fit_channel(self, c, z, y):
+        if z is None:
+            self._alpha[c] = 0.0
+            return
+        m = len(y)
+        self._centres[c, :m] = z
+        _kernel_fit(self._centres[c, :m], np.ascontiguousarray(y), self.gamma, self.lam,
+                    self._alpha[c, :m])
 
-    def _step(self, x):
-        h, n, ring = self.horizon_steps, self._n, self.horizon_steps + 1
-        if n > 0:
-            self._u[:, 1:] = self._u[:, :-1]
-            self._u[:, 0] = x - self._x_hist[(n - 1) % ring]
-        if h > 0 and n >= self.order + h:
-            old = (n - h) % ring  # regressor saved h samples ago, its target has arrived
-            slot = self._n_pairs % self.window
-            self._pairs_u[slot] = self._u_hist[old]
-            self._pairs_y[slot] = x - self._x_hist[old]
-            self._n_pairs += 1
-            if self._n_pairs >= self.min_pairs and n % self.refit_every == 0:
-                self._refit()
-        self._u_hist[n % ring] = self._u
-        self._x_hist[n % ring] = x
-        self._n = n + 1
-        out = x.copy()
-        if self._count and h > 0:
-            for c in range(self.dim):
-                out[c] += _kernel_predict(self._u[c], self._centres[c], self._alpha[c],
-                                          self._count, self._scale[c], self.gamma)
-        return out
+    def _predict_channel(self, c, u):
+        return _kernel_predict(u, self._centres[c], self._alpha[c], self._count,
+                               self._scale[c], self.gamma)
