@@ -46,15 +46,10 @@ class SVRPredictor(SlidingWindowPredictor):
 
     Parameters
     ----------
-    order : int, optional
-        Increments in the regressor. Default (None): ``min(16, round(1.6 s / dt_s))``, 8 at
-        5 Hz, 16 at 26 Hz.
-    window : int, optional
-        Training pairs kept (the most recent). Default (None): ``min(300, round(30 s /
-        dt_s))``, 150 at 5 Hz, 300 at 26 Hz.
-    refit_every : int, optional
-        Samples between refits (1: the exact sliding-window SVR that AOSVR maintains).
-        Default (None): ``round(2 s / dt_s)``, 10 at 5 Hz, 52 at 26 Hz.
+    order, window, refit_every, min_pairs : int, optional
+        The window's options, as ``krr`` (:class:`._svr.SlidingWindowPredictor`): 8 / 150 /
+        10 at 5 Hz, 16 / 300 / 52 at 26 Hz; ``refit_every=1`` is the exact sliding-window SVR
+        that AOSVR maintains.
     C : float
         Box constraint on the dual coefficients (targets RMS-scaled; default 1.0).
     epsilon : float
@@ -65,16 +60,13 @@ class SVRPredictor(SlidingWindowPredictor):
         (default 0.1).
     tol : float
         libsvm's stopping tolerance on the KKT conditions (default 1e-3, sklearn's).
-    min_pairs : int
-        Pairs needed before the first fit (default ``2 * order + 2``).
     """
 
     name = "svr"
 
-    def __init__(self, *, horizon_s, dt_s, dim=1, order: int | None = None,
-                 window: int | None = None, refit_every: int | None = None,
-                 C: float = 1.0, epsilon: float = 0.1, gamma: float = 0.1,  # noqa: N803
-                 tol: float = 1e-3, min_pairs: int | None = None):
+    def __init__(self, *, horizon_s, dt_s, dim=1, C: float = 1.0,  # noqa: N803
+                 epsilon: float = 0.1, gamma: float = 0.1, tol: float = 1e-3,
+                 **window_options: int | None):
         if not C > 0 or not epsilon >= 0 or not gamma > 0 or not tol > 0:
             raise ValueError(f"need C > 0, epsilon >= 0, gamma > 0, tol > 0 "
                              f"(got {C}, {epsilon}, {gamma}, {tol})")
@@ -82,8 +74,7 @@ class SVRPredictor(SlidingWindowPredictor):
         self.epsilon = float(epsilon)
         self.gamma = float(gamma)
         self.tol = float(tol)
-        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim, order=order, window=window,
-                         refit_every=refit_every, min_pairs=min_pairs)
+        super().__init__(horizon_s=horizon_s, dt_s=dt_s, dim=dim, **window_options)
 
     def reset(self):
         super().reset()
