@@ -8,11 +8,13 @@ environment switch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-__all__ = ["CACHE_DIR_ENV", "cache_folder", "cache_switch_on"]
+__all__ = ["CACHE_DIR_ENV", "atomic_write_bytes", "cache_folder", "cache_switch_on"]
 
 CACHE_DIR_ENV = "CKSIM_CACHE_DIR"
 """Environment variable: the cyberknife_sim cache folder (one subfolder per cache)."""
@@ -35,3 +37,26 @@ def cache_folder(name: str) -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "cyberknife_sim" / name
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder (created if
+    needed), flushed to disk, then moved into place. A cache entry is thus either whole or
+    absent. Returns False (writing nothing) when the folder cannot be written."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.stem[:16] + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        return True
+    except OSError:
+        return False
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)

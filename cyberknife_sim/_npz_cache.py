@@ -17,8 +17,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._cache_dirs import cache_folder, cache_switch_on
+from ._cache_dirs import atomic_write_bytes, cache_folder, cache_switch_on
 
 __all__ = ["NpzCache", "source_hash"]
 
@@ -95,20 +93,7 @@ class NpzCache:
             return
         buf = io.BytesIO()
         np.savez(buf, __key__=np.array(key), **arrays)
-        tmp = None
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=key[:16] + ".", suffix=".tmp", dir=self.folder)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(buf.getvalue())
-            os.replace(tmp, self.folder / f"{key}.npz")
-            tmp = None
-        except OSError:
-            pass
-        finally:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+        atomic_write_bytes(self.folder / f"{key}.npz", buf.getvalue())
 
     def get_or_build(self, key: str, build: Callable[[], Any],
                      to_arrays: Callable[[Any], dict[str, np.ndarray]],

@@ -30,8 +30,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -40,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._cache_dirs import CACHE_DIR_ENV, cache_folder, cache_switch_on
+from ._cache_dirs import CACHE_DIR_ENV, atomic_write_bytes, cache_folder, cache_switch_on
 from .errors import InputError
 from .plan import PLAN_CODE_VERSION, Plan, generate_plan, plan_from_dict, plan_to_dict
 from .robot import RobotWorld
@@ -139,24 +137,8 @@ def _read_entry(path: Path, key: str) -> dict[str, Any] | None:
 
 
 def _write_entry(path: Path, entry: dict[str, Any]) -> None:
-    """Write ``entry`` atomically (temporary file in the same folder, then os.replace);
-    an unwritable folder is ignored."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(entry, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:
-        pass
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    """Write ``entry`` atomically; an unwritable folder is ignored."""
+    atomic_write_bytes(path, json.dumps(entry, separators=(",", ":")).encode("utf-8"))
 
 
 def _from_entry(entry: dict[str, Any], path: Path, world: RobotWorld,

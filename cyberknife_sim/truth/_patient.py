@@ -19,8 +19,6 @@ import functools
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from .._cache_dirs import cache_folder, cache_switch_on
+from .._cache_dirs import atomic_write_bytes, cache_folder, cache_switch_on
 from ..scene._truth import TruthSettings
 from ._particles import ParticleSet
 
@@ -286,14 +284,5 @@ def _cached(params, seed, settings, build) -> TruthPatient:
         except (OSError, ValueError, KeyError, TypeError):
             pass  # corrupt entry: rebuild and rewrite
     patient = build(params, seed, settings)
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(patient.to_npz_bytes())
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    atomic_write_bytes(path, patient.to_npz_bytes())
     return patient
