@@ -21,7 +21,7 @@ interpolated at t + horizon (scoring only). Under ``hold`` the guards gate the 5
 the staircase and every method equals no prediction, see docs/tracking_prediction.md.
 
 Run: ``python scripts/predictor_table.py [--no-guard] [--horizons-ms 115,200]
-[--rate-hz 26]`` (prints Markdown; about 2 minutes at 5 Hz, about 10 at 26 Hz).
+[--rate-hz 26] [--methods krr,svr]`` (prints Markdown; about 2 minutes at 5 Hz, about 10 at 26 Hz).
 """
 
 from __future__ import annotations
@@ -151,7 +151,13 @@ def main() -> None:
                     help="rate fed to the predictors (Hz); real traces sample-and-held")
     ap.add_argument("--real", choices=("delayed-linear", "hold"), default="delayed-linear",
                     help="causal resampling of the real 5 Hz traces at another rate")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="comma-separated methods (default all: " + ", ".join(METHODS) + ")")
     args = ap.parse_args()
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        ap.error(f"--methods: unknown {', '.join(unknown)} (choose from {', '.join(METHODS)})")
     dt_s = 1.0 / args.rate_hz
     sigs = signals(args.shared, dt_s, args.real)
     feed = "5 Hz own samples" if abs(dt_s - DT_S) < 1e-12 else \
@@ -160,11 +166,11 @@ def main() -> None:
     for h_ms in (float(v) for v in args.horizons_ms.split(",")):
         print(f"\n**Horizon {h_ms:g} ms, {feed} (causal), {guard}.** Cell: relative "
               "RMS (worst error / no prediction's worst).\n")
-        print("| trace | " + " | ".join(METHODS) + " | no prediction's worst (mm) |")
-        print("|---" * (len(METHODS) + 2) + "|")
+        print("| trace | " + " | ".join(methods) + " | no prediction's worst (mm) |")
+        print("|---" * (len(methods) + 2) + "|")
         for label, (x, truth) in sigs.items():
             cells, worst_none = [], 0.0
-            for m in METHODS:
+            for m in methods:
                 rel, ratio, worst_none = score(x, m, h_ms / 1e3, not args.no_guard,
                                                dt_s=dt_s, truth=truth)
                 cells.append(f"{rel:.2f} ({ratio:.2f})")
