@@ -119,3 +119,23 @@ def test_the_predictor_guard_reports_its_actions():
     on = sum("fallback to no prediction" in e["action"] for e in ev)
     off = sum("prediction resumed" in e["action"] for e in ev)
     assert on - off in (0, 1) and (on - off == 1) == g["in_fallback"]
+
+
+
+def test_a_robot_that_cannot_reach_its_node_stops_the_run_and_says_so():
+    """The beam is off while the robot travels to a node (not a hold; counted as
+    robot_travel_s: 1 s per node with this robot); a robot that never arrives stops the run
+    after max_hold_s with a reason naming the beam, instead of leaving the beam off silently."""
+    from test_simulation_loop import LagRobot
+
+    sc = scene_with(tracking={"interlocks": {"max_hold_s": 20.0}})
+    ok = run(sc, duration_s=40.0, robot=LagRobot(travel_s=1.0))
+    nodes = ok.summary.beams_completed + 1  # the first node, then one per completed beam
+    dt = sc.simulation.time_step_s
+    assert ok.summary.robot_travel_s == pytest.approx(nodes * 1.0, abs=2 * dt * nodes)
+    stuck = run(sc, duration_s=60.0, robot=LagRobot(travel_s=1e6))
+    reason = stuck.summary.stopped_early
+    assert reason.startswith("the robot did not reach beam 0's node within 20 s")
+    assert stuck.summary.beam_on_s == 0.0
+    assert 20.0 <= stuck.summary.robot_travel_s <= 20.0 + 2 * dt
+    assert any(e["kind"] == "stopped" for e in stuck.summary.events)

@@ -140,6 +140,7 @@ class LoopState:
     beam_k: int = 0
     at_node: bool = False
     hold_started_s: float | None = None
+    travel_started_s: float | None = None
     commanded_room: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
     model_output_room: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
     model_epoch: int = 0  # counts refits and rebuilds of the models
@@ -475,6 +476,7 @@ class TreatmentLoop:
             beam = self.beams[st.beam_k]
             if not st.at_node and self.robot.arrived:
                 st.at_node = True
+                st.travel_started_s = None
                 self.event(t, "node", beam=st.beam_k, node=beam.node.index)
             self.robot.command(beam, c, st.rotvec_est_deg)
         self.robot.step(t, self.dt_s)
@@ -490,8 +492,10 @@ class TreatmentLoop:
         st, rec = self.state, self.rec
         t = rec.time_s[i]
         rec.hold_mask[i] = il.hold_mask(st.holds)
-        if not (st.beam_k < len(self.beams) and st.at_node):
+        if st.beam_k >= len(self.beams):
             return True
+        if not st.at_node:
+            return self._travel(t)
         if st.holds:
             return self._hold(t)
         if st.hold_started_s is not None:
@@ -509,6 +513,23 @@ class TreatmentLoop:
             st.at_node = False
             if st.beam_k < len(self.beams):
                 self.robot.goto(self.beams[st.beam_k])
+        return True
+
+    def _travel(self, t_s: float) -> bool:
+        """The robot is on its way to the current beam's node (beam off, not a hold); returns
+        False when it has not arrived within ``max_hold_s`` (it cannot follow the target
+        there) and the treatment stops, saying so."""
+        st, rec = self.state, self.rec
+        rec.travel_s += self.dt_s
+        limit_s = self.tracking.interlocks.max_hold_s
+        if st.travel_started_s is None:
+            st.travel_started_s = t_s
+        elif il.hold_too_long(t_s, st.travel_started_s, max_hold_s=limit_s):
+            rec.stopped_early = (f"the robot did not reach beam {st.beam_k}'s node within "
+                                 f"{limit_s:g} s (following error "
+                                 f"{self.robot.following_error_mm:.2f} mm)")
+            self.event(t_s, "stopped", reason=rec.stopped_early)
+            return False
         return True
 
     def _hold(self, t_s: float) -> bool:

@@ -69,6 +69,9 @@ class RunSummary:
         Simulated seconds per wall second of the loop (set-up excluded).
     realtime_factor_with_setup : float or None
         The same including the set-up (patient, plan, robot, imaging chain).
+    robot_travel_s : float
+        Time the robot spent on its way to a beam's node (beam off, not a hold; s). A robot
+        that does not reach a node within ``tracking.interlocks.max_hold_s`` stops the run.
     imaging_wall_s : float
         Wall time spent in imaging events (render + registration) within the loop (s).
     predictor_guard : dict
@@ -108,6 +111,7 @@ class RunSummary:
     mu_weighted: dict[str, Any]
     beam_hold_s: float
     beam_hold_s_by_reason: dict[str, float]
+    robot_travel_s: float
     images: dict[str, int]
     registration_error_vs_truth: dict[str, float]
     predictor_guard: dict[str, Any]
@@ -211,6 +215,7 @@ def summarize(rec: LoopRecord, beams: list[Beam], *, scene: Scene, imaging: str,
         "mu_weighted": mu_weighted,
         "beam_hold_s": rec.hold_s,
         "beam_hold_s_by_reason": rec.hold_s_by_reason,
+        "robot_travel_s": rec.travel_s,
         "images": {"total": len(images), "rejected": sum(not r.accepted for r in images),
                    "blank": sum(r.blank for r in images)},
         "registration_error_vs_truth": _registration_errors(rec),

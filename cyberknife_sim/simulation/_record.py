@@ -81,6 +81,7 @@ class LoopRecord:
     beams_completed: int = 0
     hold_s: float = 0.0
     hold_s_by_reason: dict[str, float] = field(default_factory=dict)
+    travel_s: float = 0.0
     stopped_early: str | None = None
     wall_s: float = 0.0
     imaging_wall_s: float = 0.0
