@@ -100,3 +100,16 @@ def test_non_uniform_samples_ask_for_a_clock(tmp_path, capsys):
     rc = main(["predict", "--trace", str(path), "--rate-hz", "26",
                "--out", str(tmp_path / "o.csv")])
     assert rc == 0
+
+
+def test_default_output_goes_to_the_current_folder_not_beside_the_trace(tmp_path, capsys,
+                                                                        monkeypatch):
+    data, work = tmp_path / "data", tmp_path / "work"
+    data.mkdir()
+    work.mkdir()
+    path = _sine_file(data, dt_s=0.2, seconds=120)
+    monkeypatch.chdir(work)
+    assert main(["predict", "--trace", str(path), "--method", "none"]) == 0
+    assert (work / f"{path.stem}.none.csv").is_file()
+    assert sorted(p.name for p in data.iterdir()) == [path.name]
+    capsys.readouterr()

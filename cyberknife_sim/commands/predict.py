@@ -102,7 +102,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run the methods without their guards (outlier gating, prediction "
                    "bound, fallback to no prediction)")
     p.add_argument("--out", type=Path, default=None,
-                   help="CSV to write (default: <trace>.<method>.csv beside the trace); row i: "
+                   help="CSV to write (default: <trace name>.<method>.csv in the current "
+                   "folder, never beside the trace, whose folder may be read-only shared "
+                   "data); row i: "
                    "time_s, the signal, pred_* = the prediction made at time_s of the signal "
                    "at for_time_s = time_s + horizon")
     p.set_defaults(func=run)
@@ -298,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
     for m in methods:
         preds[m], stats = _predict(m, args, x, dt)
         rows.append((m, score(x, preds[m], steps, skip), stats))
-    out = args.out or args.trace.with_name(f"{args.trace.stem}.{args.method}.csv")
+    out = args.out or Path.cwd() / f"{args.trace.stem}.{args.method}.csv"
     names = [f"c{c}" for c in columns]
     _write_csv(out, trace, x, preds, names, args.horizon_ms / 1e3)
     unit = "mm" if all(not a.lstrip("-").startswith("r") for a in trace.axes) else "mm|deg"
