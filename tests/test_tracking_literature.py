@@ -148,18 +148,24 @@ def test_wlms_defaults_are_stated_in_seconds():
     assert WLMSPredictor(horizon_s=0.2, dt_s=1.0).mu == 1.0  # capped
 
 
+def _irregular_breathing_26hz(duration_s: float, *, seed: int) -> np.ndarray:
+    """10 mm Lujan (n = 2) breathing, 4 s period, 20 % period and amplitude variation, plus
+    0.1 mm white noise, sampled at 26 Hz (mm)."""
+    from cyberknife_sim.motion import BreathingPattern
+
+    rng = np.random.default_rng(seed)
+    pattern = BreathingPattern.generate(duration_s=duration_s, period_s=4.0, shape_n=2,
+                                        period_cv=0.2, amplitude_cv=0.2, rng=rng)
+    t = np.arange(0.0, duration_s, 1 / 26)
+    return 10.0 * pattern(t) + rng.normal(0.0, 0.1, t.size)
+
+
 def test_wlms_rate_defaults_beat_the_5hz_counts_at_26hz():
     """Irregular synthetic breathing at 26 Hz (0.1 mm noise), 200 ms: the rate-converted
     defaults predict better than the 5 Hz counts used per 26 Hz sample (the tuning run gave
     0.41 vs 0.59 mean relative RMS; here a stated margin of 15 %)."""
-    from cyberknife_sim.motion import BreathingPattern
-
-    rng = np.random.default_rng(5)
     dt = 1 / 26
-    pattern = BreathingPattern.generate(duration_s=150.0, period_s=4.0, shape_n=2,
-                                        period_cv=0.2, amplitude_cv=0.2, rng=rng)
-    t = np.arange(0.0, 150.0, dt)
-    x = 10.0 * pattern(t) + rng.normal(0.0, 0.1, t.size)
+    x = _irregular_breathing_26hz(150.0, seed=5)
     skip = int(20 / dt)
     rel = {}
     for label, opts in (("seconds", {}), ("counts", {"levels": 5, "mu": 0.5})):
@@ -185,14 +191,8 @@ def test_krr_rate_defaults_beat_the_5hz_counts_at_26hz():
     """Irregular synthetic breathing at 26 Hz (0.1 mm noise), 200 ms: the converted defaults
     beat the 5 Hz counts (8 increments, 150 pairs) used per 26 Hz sample (tuning run: 0.35 vs
     0.43 mean relative RMS; here a stated margin of 10 %)."""
-    from cyberknife_sim.motion import BreathingPattern
-
-    rng = np.random.default_rng(6)
     dt = 1 / 26
-    pattern = BreathingPattern.generate(duration_s=100.0, period_s=4.0, shape_n=2,
-                                        period_cv=0.2, amplitude_cv=0.2, rng=rng)
-    t = np.arange(0.0, 100.0, dt)
-    x = 10.0 * pattern(t) + rng.normal(0.0, 0.1, t.size)
+    x = _irregular_breathing_26hz(100.0, seed=6)
     skip = int(30 / dt)
     rel = {}
     for label, opts in (("seconds", {}), ("counts", {"order": 8, "window": 150})):

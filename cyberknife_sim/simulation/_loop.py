@@ -525,12 +525,16 @@ class TreatmentLoop:
         if st.travel_started_s is None:
             st.travel_started_s = t_s
         elif il.hold_too_long(t_s, st.travel_started_s, max_hold_s=limit_s):
-            rec.stopped_early = (f"the robot did not reach beam {st.beam_k}'s node within "
-                                 f"{limit_s:g} s (following error "
-                                 f"{self.robot.following_error_mm:.2f} mm)")
-            self.event(t_s, "stopped", reason=rec.stopped_early)
-            return False
+            return self._stop(t_s, f"the robot did not reach beam {st.beam_k}'s node within "
+                                   f"{limit_s:g} s (following error "
+                                   f"{self.robot.following_error_mm:.2f} mm)")
         return True
+
+    def _stop(self, t_s: float, reason: str) -> bool:
+        """Stop the treatment at ``t_s`` for ``reason`` (recorded and logged); False."""
+        self.rec.stopped_early = reason
+        self.event(t_s, "stopped", reason=reason)
+        return False
 
     def _hold(self, t_s: float) -> bool:
         st, rec = self.state, self.rec
@@ -544,11 +548,9 @@ class TreatmentLoop:
             self.event(t_s, "hold", reasons=sorted(st.holds))
         elif il.hold_too_long(t_s, st.hold_started_s,
                               max_hold_s=self.tracking.interlocks.max_hold_s):
-            rec.stopped_early = (f"beam held for more than "
-                                 f"{self.tracking.interlocks.max_hold_s:g} s "
-                                 f"({', '.join(sorted(st.holds))})")
-            self.event(t_s, "stopped", reason=rec.stopped_early)
-            return False
+            return self._stop(t_s, f"beam held for more than "
+                                   f"{self.tracking.interlocks.max_hold_s:g} s "
+                                   f"({', '.join(sorted(st.holds))})")
         return True
 
     # ---- 7. record ----------------------------------------------------------------------------
